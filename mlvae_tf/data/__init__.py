@@ -1,0 +1,6 @@
+"""Grouped data: `tf.data` pipelines of whole groups and the bundled data sets."""
+
+from mlvae_tf.data.digits import load_digits
+from mlvae_tf.data.grouped import group_index, grouped_dataset, split_groups
+
+__all__ = ["grouped_dataset", "split_groups", "group_index", "load_digits"]

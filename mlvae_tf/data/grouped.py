@@ -1,0 +1,157 @@
+"""Grouped `tf.data` pipelines: arrays and group labels to batches of whole groups."""
+
+import numpy as np
+import tensorflow as tf
+
+from mlvae_tf import validation
+
+__all__ = ["grouped_dataset", "split_groups", "group_index"]
+
+
+def group_index(labels):
+    """Maps arbitrary integer group labels to contiguous ids.
+
+    Returns:
+        `(group_ids int32 [N] in [0, G), groups)`: `groups[g]` is the label of group `g`.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"`group_ids` must be a vector of integers, got dtype {labels.dtype} and shape {labels.shape}.")
+    groups, group_ids = np.unique(labels, return_inverse=True)
+    return group_ids.astype(np.int32), groups
+
+
+def _chunk_lengths(sizes, max_group_size):
+    """Splits each group of `sizes[g]` into `ceil(n / max_group_size)` chunks of near-equal size.
+
+    Returns int64 `[num_chunks]` chunk lengths, the chunks of group 0 first.
+    """
+    if max_group_size is None:
+        return sizes.astype(np.int64)
+    chunks = -(-sizes // max_group_size)  # [G] ceil
+    group = np.repeat(np.arange(len(sizes)), chunks)  # [C]
+    rank = np.arange(len(group)) - np.repeat(np.cumsum(chunks) - chunks, chunks)  # [C] chunk index in group
+    return (sizes[group] // chunks[group] + (rank < sizes[group] % chunks[group])).astype(np.int64)
+
+
+def _epoch_chunks(group_ids, chunk_lengths, seed):
+    """The chunks of one epoch: `tf.RaggedTensor` [num_chunks, (members)] of observation indices.
+
+    Without a `seed` (int64 `[2]`) the members of each group are in index order and the chunks in
+    group order; with one, the members are shuffled within their group (so the chunks are a
+    random partition of it) and the chunks are shuffled.
+    """
+    n = tf.size(group_ids, out_type=tf.int64)
+    if seed is None:
+        order = tf.argsort(group_ids, stable=True)  # [N] grouped, in index order
+    else:
+        order = tf.argsort(tf.random.stateless_uniform([n], seed))  # [N] random
+        order = tf.gather(order, tf.argsort(tf.gather(group_ids, order), stable=True))  # grouped, random within
+    chunks = tf.RaggedTensor.from_row_lengths(tf.cast(order, tf.int64), chunk_lengths)
+    if seed is not None:
+        num_chunks = tf.shape(chunk_lengths, out_type=tf.int64)[0]
+        shuffle_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        chunks = tf.gather(chunks, tf.random.experimental.stateless_shuffle(tf.range(num_chunks), shuffle_seed))
+    return chunks
+
+
+def grouped_dataset(
+    x,
+    group_ids,
+    groups_per_batch=32,
+    max_group_size=None,
+    shuffle=True,
+    seed=None,
+    drop_remainder=False,
+):
+    """A `tf.data.Dataset` of batches of whole groups, for `MLVAE.fit`.
+
+    Each element is a `tf.RaggedTensor` `[groups, (observations), *x.shape[1:]]` float32. A group
+    (or chunk) is never split across two batches, and every observation is used exactly once per
+    epoch. Groups larger than `max_group_size` are split into `ceil(n / max_group_size)` chunks
+    of near-equal size that then count as groups: the paper's subsampling (supplement section
+    6), which biases the group ELBO. With `shuffle`, the chunks and the order of the groups are
+    drawn anew every epoch (every iteration over the dataset). The batches depend only on
+    `seed` and the epoch: the same seed gives the same batches in any process, whatever
+    TensorFlow's global seed.
+
+    Args:
+        x: float array `[N, *input_shape]`.
+        group_ids: int array `[N]` of group labels (any integers; they are made contiguous).
+        groups_per_batch: number of groups (chunks) per batch, >= 1.
+        max_group_size: largest group in a batch; `None` keeps groups whole.
+        shuffle: shuffle groups and observations each epoch.
+        seed: int seed of the shuffling; `None` draws one.
+        drop_remainder: drop a last batch with fewer than `groups_per_batch` groups.
+
+    Returns:
+        `tf.data.Dataset` with known cardinality (batches per epoch).
+
+    Example:
+        >>> ds = grouped_dataset(x, labels, groups_per_batch=32, max_group_size=10, seed=0)
+        >>> batch = next(iter(ds))  # RaggedTensor [32, (<=10), 8, 8, 1]
+    """
+    groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    if max_group_size is not None:
+        max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"`x` must have shape [N, *input_shape], got shape {x.shape}.")
+    images = validation.check_images(x, x.shape[1:], name="x")
+    ids, _ = group_index(group_ids)
+    if len(ids) != len(x):
+        raise ValueError(f"`group_ids` has length {len(ids)} but `x` has {len(x)} observations.")
+    chunk_lengths = _chunk_lengths(np.bincount(ids), max_group_size)
+    ids = tf.constant(ids.astype(np.int64))
+    if shuffle:
+        base_seed = tf.constant(np.random.SeedSequence(seed).generate_state(2).astype(np.int64))
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # counts iterations over the dataset
+
+        def chunks(_):
+            seed = tf.random.experimental.stateless_fold_in(base_seed, epoch.assign_add(1))
+            return tf.data.Dataset.from_tensor_slices(_epoch_chunks(ids, chunk_lengths, seed))
+
+        ds = tf.data.Dataset.from_tensors(0).flat_map(chunks)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(_epoch_chunks(ids, chunk_lengths, None))
+    ds = ds.map(lambda members: tf.gather(images, members), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ragged_batch(groups_per_batch, drop_remainder=drop_remainder)
+    num_batches = len(chunk_lengths) // groups_per_batch
+    if not drop_remainder and len(chunk_lengths) % groups_per_batch:
+        num_batches += 1
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
+    """Splits observations into parts with disjoint groups (unseen groups at test time).
+
+    Whole groups are assigned to parts so that each part holds about its fraction of the groups.
+
+    Args:
+        group_ids: int array `[N]` of group labels.
+        fractions: fractions of groups per part, summing to 1; each part gets >= 1 group.
+        seed: int seed.
+
+    Returns:
+        tuple of int64 index arrays into the observations, one per part.
+
+    Example:
+        >>> train, val, test = split_groups(labels, (0.8, 0.1, 0.1), seed=0)
+        >>> x_train, labels_train = x[train], labels[train]
+    """
+    ids, groups = group_index(group_ids)
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if fractions.ndim != 1 or len(fractions) < 1 or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"`fractions` must be positive and sum to 1, got {fractions.tolist()}.")
+    if len(groups) < len(fractions):
+        raise ValueError(f"Cannot split {len(groups)} groups into {len(fractions)} parts with disjoint groups.")
+    permuted = np.random.default_rng(seed).permutation(len(groups))
+    bounds = np.round(np.cumsum(fractions) * len(groups)).astype(int)
+    bounds = np.maximum(bounds, np.arange(1, len(fractions) + 1))  # every part gets a group
+    bounds = np.minimum(bounds, len(groups) - np.arange(len(fractions) - 1, -1, -1))
+    part_of_group = np.empty(len(groups), dtype=np.int64)
+    for part, (start, stop) in enumerate(zip(np.concatenate([[0], bounds[:-1]]), bounds)):
+        part_of_group[permuted[start:stop]] = part
+    part = part_of_group[ids]
+    return tuple(np.flatnonzero(part == p) for p in range(len(fractions)))

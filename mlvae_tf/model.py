@@ -1,0 +1,299 @@
+"""The Multi-Level VAE as a Keras model (paper, section 3 and Algorithm 1)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlvae_tf import distributions, grouping, losses, networks, validation
+
+__all__ = ["MLVAE", "TERMS"]
+
+TERMS = ("loss", "reconstruction", "kl_style", "kl_content")
+
+
+@keras.saving.register_keras_serializable(package="mlvae_tf")
+class MLVAE(keras.Model):
+    """ML-VAE: a content latent shared by each group and a style latent per observation.
+
+    `fit` takes batches of whole groups, either a `tf.RaggedTensor` `[groups, (observations),
+    *input_shape]` (what `mlvae_tf.data.grouped_dataset` yields) or a pair `(images [N,
+    *input_shape], group_ids int [N])`, and minimises the negative average group ELBO (eq. 5):
+    one content sample per observation from its group's posterior (Algorithm 1, step 9), one
+    style sample per observation, the content KL once per group, divided by the number of groups.
+
+    Args:
+        input_shape: shape of one observation, e.g. `(8, 8, 1)`.
+        content_dim: size of the content latent (shared by a group).
+        style_dim: size of the style latent (per observation).
+        architecture: "mlp" or "conv64" (see `mlvae_tf.networks`).
+        likelihood: "bernoulli", "normal" (learned per-pixel log-variance) or "normal_fixed"
+            (scale `observation_scale`).
+        aggregation: "product" (product of Normals, eq. 7) or "mixture" (mixture of Normals,
+            supplement section 1, KL estimated with |G| samples).
+        hidden_units: width of the "mlp" hidden layers.
+        observation_scale: standard deviation of the "normal_fixed" likelihood.
+        kl_style_weight, kl_content_weight: weights of the KL terms (1 is the ELBO).
+        seed: seed of the sampling noise.
+
+    Example:
+        >>> model = MLVAE(input_shape=(8, 8, 1), content_dim=5, style_dim=3)
+        >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        >>> model.fit(mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=32), epochs=1)
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        content_dim=10,
+        style_dim=10,
+        architecture="mlp",
+        likelihood="bernoulli",
+        aggregation="product",
+        hidden_units=500,
+        observation_scale=1.0,
+        kl_style_weight=1.0,
+        kl_content_weight=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in distributions.LIKELIHOODS:
+            raise ValueError(f"`likelihood` must be one of {distributions.LIKELIHOODS}, got {likelihood!r}.")
+        if aggregation not in distributions.AGGREGATIONS:
+            raise ValueError(f"`aggregation` must be one of {distributions.AGGREGATIONS}, got {aggregation!r}.")
+        if not observation_scale > 0:
+            raise ValueError(f"`observation_scale` must be > 0, got {observation_scale!r}.")
+        try:
+            self.input_shape = tuple(validation.check_positive_int(d, "input_shape") for d in input_shape)
+        except TypeError:
+            raise ValueError(f"`input_shape` must be a tuple of positive integers, got {input_shape!r}.") from None
+        self.content_dim = validation.check_positive_int(content_dim, "content_dim")
+        self.style_dim = validation.check_positive_int(style_dim, "style_dim")
+        self.hidden_units = validation.check_positive_int(hidden_units, "hidden_units")
+        self.architecture = architecture
+        self.likelihood = likelihood
+        self.aggregation = aggregation
+        self.observation_scale = float(observation_scale)
+        self.kl_style_weight = float(kl_style_weight)
+        self.kl_content_weight = float(kl_content_weight)
+        self.seed = seed
+        self.encoder = networks.build_encoder(architecture, self.input_shape, content_dim, style_dim, hidden_units)
+        self.decoder = networks.build_decoder(
+            architecture, self.input_shape, content_dim, style_dim, likelihood, hidden_units
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
+        self.built = True
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "input_shape": list(self.input_shape),
+            "content_dim": self.content_dim,
+            "style_dim": self.style_dim,
+            "architecture": self.architecture,
+            "likelihood": self.likelihood,
+            "aggregation": self.aggregation,
+            "hidden_units": self.hidden_units,
+            "observation_scale": self.observation_scale,
+            "kl_style_weight": self.kl_style_weight,
+            "kl_content_weight": self.kl_content_weight,
+            "seed": self.seed,
+        }
+
+    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
+        """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops."""
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state (optimizer) saved in a `.keras` file."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, *args, shuffle=False, **kwargs):
+        """`keras.Model.fit` on a `tf.data.Dataset` of batches of whole groups.
+
+        Arrays are refused: Keras would cut them into batches that split groups. Use
+        `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
+        """
+        for name, value in (("x", x), ("validation_data", kwargs.get("validation_data"))):
+            if isinstance(value, (np.ndarray, tf.Tensor, tuple, list, dict)):
+                raise ValueError(
+                    f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
+                    "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
+                )
+        return super().fit(x, *args, shuffle=shuffle, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # Public inference API: everything export and evaluation need.
+
+    def call(self, images, training=False):
+        """The per-observation posterior parameters; see `encode`."""
+        return self._encode(images, training=training)
+
+    def encode(self, images):
+        """Per-observation posteriors q(s_i | x_i) and q(c | x_i).
+
+        Args:
+            images: float `[N, *input_shape]`.
+
+        Returns:
+            dict of `[N, d]` float32 tensors: `style_mean`, `style_log_var`, `content_mean`,
+            `content_log_var` (log-variances clamped as the model uses them).
+        """
+        return self._encode(validation.check_images(images, self.input_shape))
+
+    def encode_groups(self, images, group_ids, num_groups=None):
+        """Group posteriors q(c_g | X_g) (accumulated evidence) and per-observation styles.
+
+        Args:
+            images: float `[N, *input_shape]`.
+            group_ids: int `[N]` in `[0, num_groups)`, every group with at least one image.
+            num_groups: number of groups `G`; `max(group_ids) + 1` when omitted.
+
+        Returns:
+            dict: `content_mean`, `content_log_var` `[G, content_dim]` (the product of Normals of
+            each group, or for `aggregation="mixture"` the moment-matched Normal of the mixture);
+            `style_mean`, `style_log_var` `[N, style_dim]`.
+        """
+        images = validation.check_images(images, self.input_shape)
+        group_ids, num_groups = validation.check_group_ids(group_ids, images.shape[0], num_groups)
+        encoded = self._encode(images)
+        aggregate = (
+            grouping.product_of_normals if self.aggregation == "product" else grouping.mixture_of_normals_moments
+        )
+        content_mean, content_log_var = aggregate(
+            encoded["content_mean"], encoded["content_log_var"], group_ids, num_groups
+        )
+        return {
+            "content_mean": content_mean,
+            "content_log_var": content_log_var,
+            "style_mean": encoded["style_mean"],
+            "style_log_var": encoded["style_log_var"],
+        }
+
+    def decode(self, content, style):
+        """Mean of p(x | c, s).
+
+        Args:
+            content: `[N, content_dim]`; style: `[N, style_dim]`.
+
+        Returns:
+            float32 `[N, *input_shape]`.
+        """
+        content = validation.check_latent(content, self.content_dim, "content")
+        style = validation.check_latent(style, self.style_dim, "style")
+        if content.shape[0] is not None and style.shape[0] is not None and content.shape[0] != style.shape[0]:
+            raise ValueError(f"`content` has {content.shape[0]} rows but `style` has {style.shape[0]}.")
+        params = self.decoder([content, style], training=False)
+        if self.likelihood == "bernoulli":
+            return tf.sigmoid(tf.cast(params["logits"], tf.float32))
+        return tf.cast(params["mean"], tf.float32)
+
+    # Training.
+
+    def compute_elbo_terms(self, images, group_ids, num_groups, training=False, noise=None):
+        """The terms of eq. 5 on flat observations (see `mlvae_tf.losses.average_group_elbo`).
+
+        Args:
+            images: `[N, *input_shape]`; group_ids: int32 `[N]`; num_groups: scalar.
+            noise: optional dict of standard noise `content` `[N, content_dim]`, `style`
+                `[N, style_dim]` and, for the mixture, `component` uniform `[N]`; drawn when omitted.
+
+        Returns:
+            dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content`.
+        """
+        encoded = self._encode(images, training=training)
+        if noise is None:
+            noise = self._draw_noise(tf.shape(images)[0])
+        content_mean, content_log_var = encoded["content_mean"], encoded["content_log_var"]
+        if self.aggregation == "product":
+            group_mean, group_log_var = grouping.product_of_normals(
+                content_mean, content_log_var, group_ids, num_groups
+            )  # [G, content_dim]
+            content = distributions.reparameterize(
+                tf.gather(group_mean, group_ids), tf.gather(group_log_var, group_ids), noise["content"]
+            )  # [N, content_dim]
+            kl_content = distributions.kl_standard_normal(group_mean, group_log_var)  # [G]
+        else:
+            member = grouping.sample_mixture_components(group_ids, num_groups, noise["component"])  # [N]
+            content = distributions.reparameterize(
+                tf.gather(content_mean, member), tf.gather(content_log_var, member), noise["content"]
+            )
+            kl_content = distributions.mixture_kl_standard_normal(
+                content, content_mean, content_log_var, group_ids, num_groups
+            )
+        style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
+        kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"])  # [N]
+        params = self.decoder([content, style], training=training)
+        params = {name: tf.cast(value, images.dtype) for name, value in params.items()}
+        log_likelihood = distributions.likelihood(
+            self.likelihood, params, len(self.input_shape), self.observation_scale
+        ).log_prob(images)  # [N]
+        return losses.average_group_elbo(
+            log_likelihood, kl_style, kl_content, group_ids, num_groups, self.kl_style_weight, self.kl_content_weight
+        )
+
+    def train_step(self, data):
+        images, group_ids, num_groups = self._unpack(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_elbo_terms(images, group_ids, num_groups, training=True)
+            loss = self.optimizer.scale_loss(terms["loss"] + sum(self.losses))
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_trackers(terms, num_groups)
+
+    def test_step(self, data):
+        images, group_ids, num_groups = self._unpack(data)
+        terms = self.compute_elbo_terms(images, group_ids, num_groups, training=False)
+        return self._update_trackers(terms, num_groups)
+
+    def predict_step(self, data):
+        images, _, _ = self._unpack(data)
+        return self._encode(images)
+
+    # Helpers.
+
+    def _encode(self, images, training=False):
+        encoded = self.encoder(images, training=training)
+        encoded = {name: tf.cast(value, tf.float32) for name, value in encoded.items()}
+        for name in ("style_log_var", "content_log_var"):
+            encoded[name] = grouping.clamp_log_var(encoded[name])
+        return encoded
+
+    def _draw_noise(self, num_observations):
+        noise = {
+            "content": keras.random.normal((num_observations, self.content_dim), seed=self.seed_generator),
+            "style": keras.random.normal((num_observations, self.style_dim), seed=self.seed_generator),
+        }
+        if self.aggregation == "mixture":
+            noise["component"] = keras.random.uniform((num_observations,), seed=self.seed_generator)
+        return noise
+
+    def _unpack(self, data):
+        """A batch of groups -> `(images [N, *input_shape], group_ids int32 [N], num_groups)`."""
+        if isinstance(data, tf.RaggedTensor):
+            if data.ragged_rank != 1:
+                raise ValueError(
+                    "A batch of groups must be a RaggedTensor [groups, (observations), *input_shape] with one "
+                    f"ragged dimension, got ragged_rank {data.ragged_rank}."
+                )
+            return data.flat_values, tf.cast(data.value_rowids(), tf.int32), tf.cast(data.nrows(), tf.int32)
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            images, group_ids = data
+            group_ids = tf.cast(group_ids, tf.int32)
+            return images, group_ids, tf.reduce_max(group_ids) + 1
+        raise ValueError(
+            "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
+            f"(images, group_ids); got {type(data).__name__}."
+        )
+
+    def _update_trackers(self, terms, num_groups):
+        weight = tf.cast(num_groups, tf.float32)  # epoch averages are per group
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name], sample_weight=weight)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -1,0 +1,107 @@
+"""Encoder and decoder builders from the paper's supplement (section 2.1).
+
+`build_encoder` returns a functional `keras.Model` from images `[N, *input_shape]` to the four
+posterior parameters `style_mean, style_log_var, content_mean, content_log_var`, each `[N, d]`.
+`build_decoder` returns one from `(content [N, content_dim], style [N, style_dim])` to the
+likelihood parameters, a dict of `[N, *input_shape]` tensors (`logits`, or `mean` and
+optionally `log_var`).
+"""
+
+import math
+
+import keras
+from keras import layers, ops
+
+__all__ = ["ARCHITECTURES", "build_encoder", "build_decoder", "validate_architecture"]
+
+ARCHITECTURES = ("mlp", "conv64")
+ENCODER_OUTPUTS = ("style_mean", "style_log_var", "content_mean", "content_log_var")
+
+
+def validate_architecture(architecture, input_shape):
+    """Raises `ValueError` unless `architecture` can take images of `input_shape`."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, got {architecture!r}.")
+    if architecture == "conv64":
+        if len(input_shape) != 3 or input_shape[0] % 8 or input_shape[1] % 8:
+            raise ValueError(
+                "`architecture='conv64'` needs `input_shape` (height, width, channels) with height and "
+                f"width multiples of 8 (three stride-2 deconvolutions), got {tuple(input_shape)}."
+            )
+
+
+def _crelu(x):
+    """Concatenated ReLU: `[relu(x), relu(-x)]`, doubling the last axis."""
+    return ops.concatenate([ops.relu(x), ops.relu(-x)], axis=-1)
+
+
+def _bounded_log_var(x):
+    """`5 * tanh(x)`: the paper's bounded log-variance head."""
+    return 5.0 * ops.tanh(x)
+
+
+def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_units=500):
+    """q(s_i | x_i) and q(c | x_i): the per-observation posterior parameters.
+
+    "mlp" (MNIST): x -> Dense(hidden_units, tanh) -> four linear heads of size d (one fused Dense).
+    "conv64" (MS-Celeb-1M): four Conv(4, stride 2) 64/128/256/512 + BatchNorm + ReLU, two
+    Dense(256) + BatchNorm + CReLU, linear mean heads, log-variance heads `5 * tanh`.
+    """
+    validate_architecture(architecture, input_shape)
+    images = keras.Input(shape=tuple(input_shape), name="images")
+    sizes = [style_dim, style_dim, content_dim, content_dim]
+    if architecture == "mlp":
+        h = layers.Flatten()(images)
+        h = layers.Dense(hidden_units, activation="tanh", name="e0")(h)
+        heads = layers.Dense(sum(sizes), name="heads")(h)  # [N, 2 * style_dim + 2 * content_dim]
+        outputs = ops.split(heads, [sizes[0], sum(sizes[:2]), sum(sizes[:3])], axis=-1)
+    else:
+        h = images
+        for i, filters in enumerate((64, 128, 256, 512)):
+            h = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=False, name=f"e{i + 1}")(h)
+            h = layers.ReLU()(layers.BatchNormalization()(h))
+        h = layers.Flatten()(h)
+        for i in (5, 6):
+            h = layers.Dense(256, use_bias=False, name=f"e{i}")(h)
+            h = _crelu(layers.BatchNormalization()(h))
+        outputs = [layers.Dense(size, name=f"head_{name}")(h) for size, name in zip(sizes, ENCODER_OUTPUTS)]
+        outputs[1] = _bounded_log_var(outputs[1])
+        outputs[3] = _bounded_log_var(outputs[3])
+    outputs = {name: layers.Identity(name=name)(t) for name, t in zip(ENCODER_OUTPUTS, outputs)}
+    return keras.Model(images, outputs, name="encoder")
+
+
+def _param_names(likelihood):
+    return {"bernoulli": ("logits",), "normal": ("mean", "log_var"), "normal_fixed": ("mean",)}[likelihood]
+
+
+def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood, hidden_units=500):
+    """p(x_i | c, s_i): likelihood parameters from the concatenated `(content, style)`.
+
+    "mlp": Dense(hidden_units, tanh) -> Dense(prod(input_shape)) per parameter.
+    "conv64": Dense to (H/8, W/8, 512) + BatchNorm + ReLU, three Conv2DTranspose(4, stride 2)
+    256/128/64 + BatchNorm + ReLU, then a Conv(3) per parameter; log-variance `5 * tanh`.
+    """
+    validate_architecture(architecture, input_shape)
+    content = keras.Input(shape=(content_dim,), name="content")
+    style = keras.Input(shape=(style_dim,), name="style")
+    h = layers.Concatenate()([content, style])
+    names = _param_names(likelihood)
+    if architecture == "mlp":
+        h = layers.Dense(hidden_units, activation="tanh", name="d0")(h)
+        fused = layers.Dense(len(names) * math.prod(input_shape), name="d1")(h)
+        params = [layers.Reshape(tuple(input_shape))(t) for t in ops.split(fused, len(names), axis=-1)]
+    else:
+        height, width, channels = input_shape
+        h = layers.Dense((height // 8) * (width // 8) * 512, use_bias=False, name="d0")(h)
+        h = layers.ReLU()(layers.BatchNormalization()(h))
+        h = layers.Reshape((height // 8, width // 8, 512))(h)
+        for i, filters in enumerate((256, 128, 64)):
+            h = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"d{i + 1}")(h)
+            h = layers.ReLU()(layers.BatchNormalization()(h))
+        params = [layers.Conv2D(channels, 3, padding="same", name=f"out_{name}")(h) for name in names]
+    params = dict(zip(names, params))
+    if "log_var" in params:
+        params["log_var"] = _bounded_log_var(params["log_var"])
+    params = {name: layers.Identity(name=name)(t) for name, t in params.items()}
+    return keras.Model([content, style], params, name="decoder")
