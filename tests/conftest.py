@@ -1,0 +1,57 @@
+"""Shared fixtures: seeded, tiny and odd-sized, and one trained digits model per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import mlvae_tf  # noqa: E402
+
+INPUT_SHAPE = (8, 8, 1)
+CONTENT_DIM = 5
+STYLE_DIM = 3
+TRAIN_EPOCHS = 30
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+
+
+def make_tiny_model(**kwargs):
+    config = dict(input_shape=INPUT_SHAPE, content_dim=CONTENT_DIM, style_dim=STYLE_DIM, hidden_units=17, seed=0)
+    config.update(kwargs)
+    return mlvae_tf.MLVAE(**config)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return mlvae_tf.data.load_digits()
+
+
+@pytest.fixture(scope="session")
+def digits_split(digits):
+    """Observation split of the digits (all 10 groups in every part): 70% / 15% / 15%."""
+    x, labels = digits
+    order = np.random.default_rng(0).permutation(len(x))
+    train, val, test = np.split(order, [int(0.7 * len(x)), int(0.85 * len(x))])
+    return {name: (x[idx], labels[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
+
+
+@pytest.fixture(scope="session")
+def trained(digits_split):
+    """One ML-VAE trained on the digits for the session's end-to-end tests, with its history and
+    the validation loss before training."""
+    keras.utils.set_random_seed(0)
+    x, labels = digits_split["train"]
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=8, max_group_size=10, seed=0)
+    val = mlvae_tf.data.grouped_dataset(*digits_split["val"], groups_per_batch=8, max_group_size=10, shuffle=False)
+    model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=7, style_dim=STYLE_DIM,
+                           hidden_units=128, likelihood="bernoulli", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+    history = model.fit(ds, validation_data=val, epochs=TRAIN_EPOCHS, verbose=0)
+    return model, history.history, before

@@ -1,0 +1,136 @@
+"""The batch loss against a plain NumPy ELBO per group, and the KLs against Monte Carlo."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mlvae_tf import distributions, grouping
+from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model
+
+SIZES = (1, 3, 17)
+
+
+def _dense(model, name):
+    kernel, bias = model.get_layer(name).get_weights()
+    return kernel, bias
+
+
+def _numpy_group_elbo_loss(model, x, group_ids, noise):
+    """-(1/G) sum_g ELBO_g for the "mlp" networks, one group at a time, in plain NumPy."""
+    e0, heads = model.encoder.get_layer("e0").get_weights(), model.encoder.get_layer("heads").get_weights()
+    d0, d1 = model.decoder.get_layer("d0").get_weights(), model.decoder.get_layer("d1").get_weights()
+    clip = lambda v: np.clip(v, grouping.LOG_VAR_MIN, grouping.LOG_VAR_MAX)  # noqa: E731
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    h = np.tanh(flat @ e0[0] + e0[1]) @ heads[0] + heads[1]
+    s_mean, s_lv = h[:, :STYLE_DIM], clip(h[:, STYLE_DIM:2 * STYLE_DIM])
+    c_mean, c_lv = h[:, 2 * STYLE_DIM:2 * STYLE_DIM + CONTENT_DIM], clip(h[:, 2 * STYLE_DIM + CONTENT_DIM:])
+    elbos = []
+    for g in range(group_ids.max() + 1):
+        idx = np.flatnonzero(group_ids == g)
+        if model.aggregation == "product":
+            precision = np.exp(-c_lv[idx]).sum(0)
+            g_mean, g_var = (c_mean[idx] * np.exp(-c_lv[idx])).sum(0) / precision, 1.0 / precision
+            content = g_mean + np.sqrt(g_var) * noise["content"][idx]
+            kl_content = 0.5 * np.sum(g_var + g_mean**2 - 1.0 - np.log(g_var))
+        else:
+            member = idx[np.minimum((noise["component"][idx] * len(idx)).astype(int), len(idx) - 1)]
+            content = c_mean[member] + np.exp(0.5 * c_lv[member]) * noise["content"][idx]
+            log_q = [np.log(np.mean([np.exp(np.sum(-0.5 * (c - c_mean[j]) ** 2 / np.exp(c_lv[j]) - 0.5 * c_lv[j]
+                                                      - 0.5 * np.log(2 * np.pi))) for j in idx])) for c in content]
+            log_p = np.sum(-0.5 * content**2 - 0.5 * np.log(2 * np.pi), axis=1)
+            kl_content = np.mean(np.array(log_q) - log_p)
+        style = s_mean[idx] + np.exp(0.5 * s_lv[idx]) * noise["style"][idx]
+        out = np.tanh(np.concatenate([content, style], 1) @ d0[0] + d0[1]) @ d1[0] + d1[1]
+        target = flat[idx]
+        if model.likelihood == "bernoulli":
+            log_lik = np.sum(target * out - np.logaddexp(0.0, out), axis=1)
+        else:
+            if model.likelihood == "normal":
+                mean, log_var = out[:, : target.shape[1]], clip(5.0 * np.tanh(out[:, target.shape[1]:]))
+            else:
+                mean, log_var = out, np.full_like(out, 2 * np.log(model.observation_scale))
+            log_lik = np.sum(-0.5 * (target - mean) ** 2 / np.exp(log_var) - 0.5 * log_var - 0.5 * np.log(2 * np.pi), 1)
+        kl_style = 0.5 * np.sum(np.exp(s_lv[idx]) + s_mean[idx] ** 2 - 1.0 - s_lv[idx], axis=1)
+        elbos.append(np.sum(log_lik - kl_style) - kl_content)
+    return -np.mean(elbos)
+
+
+@pytest.mark.parametrize(
+    "likelihood, aggregation",
+    [("bernoulli", "product"), ("normal", "product"), ("normal_fixed", "product"), ("bernoulli", "mixture")],
+)
+def test_batch_loss_equals_numpy_average_group_elbo(likelihood, aggregation):
+    rng = np.random.default_rng(0)
+    group_ids = np.repeat(np.arange(len(SIZES)), SIZES).astype(np.int32)
+    perm = rng.permutation(len(group_ids))  # groups interleaved in the flat batch
+    group_ids = group_ids[perm]
+    n = len(group_ids)
+    x = rng.uniform(size=(n, 8, 8, 1)).astype(np.float32)
+    noise = {"content": rng.normal(size=(n, CONTENT_DIM)).astype(np.float32),
+             "style": rng.normal(size=(n, STYLE_DIM)).astype(np.float32),
+             "component": rng.uniform(size=n).astype(np.float32)}
+    model = make_tiny_model(likelihood=likelihood, aggregation=aggregation, observation_scale=0.7)
+    terms = model.compute_elbo_terms(tf.constant(x), tf.constant(group_ids), len(SIZES), noise=noise)
+    expected = _numpy_group_elbo_loss(model, x, group_ids, noise)
+    np.testing.assert_allclose(terms["loss"].numpy(), expected, rtol=2e-5)
+    total = terms["reconstruction"] + terms["kl_style"] + terms["kl_content"]
+    np.testing.assert_allclose(total.numpy(), terms["loss"].numpy(), rtol=1e-6)
+
+
+def test_ragged_batch_and_pair_batch_unpack_to_the_same_flat_groups():
+    model = make_tiny_model()
+    x = np.arange(7 * 64, dtype=np.float32).reshape(7, 8, 8, 1)
+    ragged = tf.RaggedTensor.from_row_lengths(x, [1, 4, 2])
+    images, group_ids, num_groups = model._unpack(ragged)
+    np.testing.assert_array_equal(images, x)
+    np.testing.assert_array_equal(group_ids, [0, 1, 1, 1, 1, 2, 2])
+    assert int(num_groups) == 3
+    images, pair_ids, num_groups = model._unpack((x, np.array([0, 1, 1, 1, 1, 2, 2])))
+    np.testing.assert_array_equal(pair_ids, group_ids)
+    assert int(num_groups) == 3
+
+
+def test_closed_form_kl_equals_monte_carlo():
+    rng = np.random.default_rng(1)
+    mean = rng.normal(size=(3, 4)).astype(np.float32)
+    log_var = rng.normal(size=(3, 4)).astype(np.float32) * 0.7
+    kl = distributions.kl_standard_normal(mean, log_var).numpy()
+    samples = mean + np.exp(0.5 * log_var) * rng.normal(size=(200_000, 3, 4))
+    log_q = np.sum(-0.5 * (samples - mean) ** 2 / np.exp(log_var) - 0.5 * log_var, -1)
+    log_p = np.sum(-0.5 * samples**2, -1)
+    estimate = log_q - log_p
+    stderr = estimate.std(0) / np.sqrt(len(estimate))
+    assert np.all(np.abs(estimate.mean(0) - kl) < 4 * stderr + 1e-4), (estimate.mean(0), kl)
+
+
+def _mixture_kl_estimates(mean, log_var, replicas, rng):
+    """Replicates one group `replicas` times and returns the estimator's value for each."""
+    size = len(mean)
+    group_ids = np.repeat(np.arange(replicas), size).astype(np.int32)
+    mean_all = np.tile(mean, (replicas, 1)).astype(np.float32)
+    log_var_all = np.tile(log_var, (replicas, 1)).astype(np.float32)
+    member = grouping.sample_mixture_components(group_ids, replicas, rng.uniform(size=len(group_ids)).astype(np.float32))
+    samples = distributions.reparameterize(tf.gather(mean_all, member), tf.gather(log_var_all, member),
+                                           rng.normal(size=mean_all.shape).astype(np.float32))
+    return distributions.mixture_kl_standard_normal(samples, mean_all, log_var_all, group_ids, replicas).numpy()
+
+
+def test_mixture_kl_estimator_is_unbiased_for_identical_components():
+    """Identical components: the mixture is that Normal, whose KL has a closed form."""
+    rng = np.random.default_rng(2)
+    mean, log_var = np.tile([[0.8, -0.3]], (4, 1)), np.tile([[-0.5, 0.4]], (4, 1))
+    estimates = _mixture_kl_estimates(mean, log_var, 20000, rng)
+    exact = distributions.kl_standard_normal(mean[:1].astype(np.float32), log_var[:1].astype(np.float32)).numpy()[0]
+    assert abs(estimates.mean() - exact) < 4 * estimates.std() / np.sqrt(len(estimates))
+
+
+def test_mixture_kl_estimator_is_unbiased_against_1d_integration():
+    rng = np.random.default_rng(3)
+    mean, var = np.array([[-1.5], [0.5], [2.0]]), np.array([[0.3], [1.0], [0.6]])
+    grid = np.linspace(-15, 15, 300001)
+    mixture = np.mean([np.exp(-0.5 * (grid - m) ** 2 / v) / np.sqrt(2 * np.pi * v) for m, v in zip(mean[:, 0], var[:, 0])], 0)
+    prior = np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi)
+    safe = mixture > 1e-300
+    exact = np.trapezoid(np.where(safe, mixture * np.log(np.where(safe, mixture, 1.0) / prior), 0.0), grid)
+    estimates = _mixture_kl_estimates(mean, np.log(var), 30000, rng)
+    assert abs(estimates.mean() - exact) < 4 * estimates.std() / np.sqrt(len(estimates)), (estimates.mean(), exact)

@@ -1,0 +1,52 @@
+"""End to end on the bundled digits: one model trained per session (tests/conftest.py)."""
+
+import keras
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+import mlvae_tf
+from tests.conftest import TRAIN_EPOCHS
+
+
+def test_history_has_the_loss_terms_and_validation(trained):
+    _, history, _ = trained
+    for name in ("loss", "reconstruction", "kl_style", "kl_content"):
+        assert len(history[name]) == TRAIN_EPOCHS and len(history["val_" + name]) == TRAIN_EPOCHS
+    total = np.array(history["reconstruction"]) + np.array(history["kl_style"]) + np.array(history["kl_content"])
+    np.testing.assert_allclose(total, history["loss"], rtol=1e-4)
+
+
+def test_training_lowers_the_validation_loss_clearly(trained):
+    _, history, before = trained
+    after = history["val_loss"][-1]
+    print(f"validation loss per group: {before:.1f} before training, {after:.1f} after {TRAIN_EPOCHS} epochs")
+    assert after < 0.75 * before
+
+
+def test_content_means_classify_digits_better_than_style_means(trained, digits_split):
+    model = trained[0]
+    accuracy = {}
+    for name in ("content_mean", "style_mean"):
+        features = {part: model.encode(digits_split[part][0])[name].numpy() for part in ("train", "test")}
+        clf = LogisticRegression(max_iter=2000).fit(features["train"], digits_split["train"][1])
+        accuracy[name] = clf.score(features["test"], digits_split["test"][1])
+    print(f"test accuracy of a logistic regression on single-image means: {accuracy}")
+    assert accuracy["content_mean"] > 0.85
+    assert accuracy["content_mean"] > accuracy["style_mean"] + 0.3
+
+
+def test_save_and_load_round_trip_gives_identical_encodings(trained, digits_split, tmp_path):
+    model = trained[0]
+    x, labels = digits_split["test"]
+    path = tmp_path / "m.keras"
+    model.save(path)
+    same = keras.models.load_model(path)
+    assert isinstance(same, mlvae_tf.MLVAE) and same.get_config() == model.get_config()
+    for key, value in model.encode(x).items():
+        np.testing.assert_array_equal(same.encode(x)[key], value)
+    grp, same_grp = model.encode_groups(x, labels), same.encode_groups(x, labels)
+    for key, value in grp.items():
+        np.testing.assert_array_equal(same_grp[key], value)
+    content, style = grp["content_mean"].numpy()[labels], grp["style_mean"]
+    np.testing.assert_array_equal(same.decode(content, style), model.decode(content, style))
+    assert int(same.optimizer.iterations) == int(model.optimizer.iterations) > 0
