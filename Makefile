@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv demo test clean
 

@@ -1,0 +1,80 @@
+"""`make demo`: train the ML-VAE on the bundled 8x8 digits grouped by label, and say what it did.
+
+python -m mlvae_tf.demo [--epochs 40] [--out runs/demo] [--seed 0]
+"""
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import mlvae_tf  # noqa: E402
+
+__all__ = ["main"]
+
+
+def _probe_accuracy(model, splits, name):
+    """Test accuracy of a logistic regression on single-image posterior means `name`."""
+    from sklearn.linear_model import LogisticRegression
+
+    features = {part: model.encode(splits[part][0])[name].numpy() for part in ("train", "test")}
+    classifier = LogisticRegression(max_iter=3000).fit(features["train"], splits["train"][1])
+    return float(classifier.score(features["test"], splits["test"][1]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--out", default="runs/demo")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+
+    x, labels = mlvae_tf.data.load_digits()
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    parts = np.split(order, [int(0.7 * len(x)), int(0.85 * len(x))])
+    splits = {name: (x[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
+    print(f"Data: scikit-learn's 8x8 digits, {len(x)} images grouped by label (10 groups); "
+          f"{len(parts[0])} train / {len(parts[1])} validation / {len(parts[2])} test images.")
+    train = mlvae_tf.data.grouped_dataset(*splits["train"], groups_per_batch=8, max_group_size=10, seed=args.seed)
+    val = mlvae_tf.data.grouped_dataset(*splits["val"], groups_per_batch=8, max_group_size=10, shuffle=False)
+
+    model = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=10, style_dim=10, architecture="mlp",
+                           likelihood="bernoulli", aggregation="product", seed=args.seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    print(f"Model: ML-VAE, mlp 500 tanh, content 10, style 10, Bernoulli likelihood, product of Normals; "
+          f"training {args.epochs} epochs on batches of 8 groups of <= 10 images (Adam 1e-3).")
+    start = time.time()
+    history = model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
+    seconds = time.time() - start
+
+    model_path = os.path.join(args.out, "model.keras")
+    model.save(model_path)
+    summary = {
+        "epochs": args.epochs,
+        "train_seconds": round(seconds, 1),
+        "val_loss_first_epoch": history.history["val_loss"][0],
+        "val_loss_last_epoch": history.history["val_loss"][-1],
+        "content_probe_accuracy": _probe_accuracy(model, splits, "content_mean"),
+        "style_probe_accuracy": _probe_accuracy(model, splits, "style_mean"),
+        "chance_accuracy": 0.1,
+        "model": model_path,
+    }
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"\nTrained in {seconds:.0f} s: validation loss per group {summary['val_loss_first_epoch']:.1f} after "
+          f"epoch 1 -> {summary['val_loss_last_epoch']:.1f} after epoch {args.epochs}.")
+    print(f"Linear probe on single test images (chance 0.10): content means {summary['content_probe_accuracy']:.3f}, "
+          f"style means {summary['style_probe_accuracy']:.3f}.")
+    print(f"Outputs: {model_path} (load with keras.models.load_model), {os.path.join(args.out, 'summary.json')}.")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Grouped pipelines: whole groups, chunk sizes, every observation once, reproducible, disjoint splits."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlvae_tf
+
+SIZES = (1, 3, 17, 4, 10, 2, 23)
+
+
+def _indexed_data():
+    """Images whose pixels hold their own index, so batches can be traced back to observations."""
+    labels = np.repeat(np.arange(len(SIZES)) * 7 + 3, SIZES)  # arbitrary, non-contiguous labels
+    labels = labels[np.random.default_rng(0).permutation(len(labels))]
+    x = np.broadcast_to(np.arange(len(labels), dtype=np.float32)[:, None, None], (len(labels), 2, 3)).copy()
+    return x, labels
+
+
+def _epoch(ds):
+    """One pass: a list of batches, each a list of groups, each an array of observation indices."""
+    return [[row[:, 0, 0].astype(int) for row in batch] for batch in ds.as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("max_group_size, shuffle", [(None, True), (5, True), (5, False), (1, True)])
+def test_batches_hold_whole_groups_and_every_observation_once(max_group_size, shuffle):
+    x, labels = _indexed_data()
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=max_group_size,
+                                       shuffle=shuffle, seed=1)
+    expected_chunks = [-(-n // max_group_size) if max_group_size else 1 for n in SIZES]
+    assert int(ds.cardinality()) == -(-sum(expected_chunks) // 3)
+    for _ in range(2):  # two epochs
+        batches = _epoch(ds)
+        assert len(batches) == int(ds.cardinality())
+        assert all(len(batch) == 3 for batch in batches[:-1])
+        groups = [group for batch in batches for group in batch]
+        for group in groups:
+            assert len(set(labels[group])) == 1  # one group per row
+            assert max_group_size is None or len(group) <= max_group_size
+        seen = np.concatenate(groups)
+        np.testing.assert_array_equal(np.sort(seen), np.arange(len(x)))  # each observation exactly once
+        per_label = {label: sorted(len(g) for g in groups if labels[g[0]] == label) for label in set(labels)}
+        for label, size in zip(np.arange(len(SIZES)) * 7 + 3, SIZES):
+            chunks = -(-size // max_group_size) if max_group_size else 1
+            assert len(per_label[label]) == chunks and max(per_label[label]) - min(per_label[label]) <= 1
+
+
+def test_batches_are_ragged_float32_with_the_image_shape():
+    x, labels = _indexed_data()
+    batch = next(iter(mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=4, seed=0)))
+    assert batch.shape.as_list() == [4, None, 2, 3] and batch.ragged_rank == 1
+    assert batch.dtype.name == "float32"
+
+
+def test_same_seed_same_batches_new_epoch_new_batches_other_seed_other_batches():
+    x, labels = _indexed_data()
+    make = lambda seed: mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, seed=seed)  # noqa: E731
+    ds = make(7)
+    first, second = _epoch(ds), _epoch(ds)
+    again = make(7)
+    assert _same(first, _epoch(again)) and _same(second, _epoch(again))
+    assert not _same(first, second)
+    assert not _same(first, _epoch(make(8)))
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(np.array_equal(g, h) for g, h in zip(x, y)) for x, y in zip(a, b)
+    )
+
+
+def test_same_seed_same_batches_in_another_process_whatever_the_global_seed():
+    x, labels = _indexed_data()
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, seed=11)
+    here = _epoch(ds)
+    code = (
+        "import numpy as np, tensorflow as tf, mlvae_tf; from tests.test_data import _indexed_data, _epoch; "
+        "tf.random.set_seed(12345); x, labels = _indexed_data(); "
+        "ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, seed=11); "
+        "print(repr([[g.tolist() for g in b] for b in _epoch(ds)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    there = eval(out.strip().splitlines()[-1])
+    assert [[g.tolist() for g in b] for b in here] == there
+
+
+def test_unshuffled_dataset_keeps_index_order():
+    x, labels = _indexed_data()
+    batches = _epoch(mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=100, shuffle=False))
+    groups = batches[0]
+    assert [labels[g[0]] for g in groups] == sorted(set(labels))
+    assert all(np.all(np.diff(g) > 0) for g in groups)
+
+
+def test_drop_remainder():
+    x, labels = _indexed_data()
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, drop_remainder=True, seed=0)
+    assert int(ds.cardinality()) == len(SIZES) // 3
+    assert all(len(b) == 3 for b in _epoch(ds))
+
+
+def test_split_groups_is_disjoint_covering_and_reproducible():
+    labels = np.repeat(np.arange(40) * 3, np.arange(40) % 5 + 1)
+    parts = mlvae_tf.data.split_groups(labels, (0.7, 0.2, 0.1), seed=3)
+    assert [len(set(labels[p])) for p in parts] == [28, 8, 4]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not set(labels[parts[i]]) & set(labels[parts[j]])
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(labels)))
+    again = mlvae_tf.data.split_groups(labels, (0.7, 0.2, 0.1), seed=3)
+    assert all(np.array_equal(p, q) for p, q in zip(parts, again))
+    with pytest.raises(ValueError, match="`fractions` must be positive and sum to 1"):
+        mlvae_tf.data.split_groups(labels, (0.7, 0.2))
+    with pytest.raises(ValueError, match="Cannot split 2 groups into 3 parts"):
+        mlvae_tf.data.split_groups([0, 0, 1], (0.5, 0.25, 0.25))
+
+
+def test_bundled_digits():
+    x, labels = mlvae_tf.data.load_digits()
+    assert x.shape == (1797, 8, 8, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
+    assert labels.dtype == np.int32 and set(labels) == set(range(10))
