@@ -185,14 +185,21 @@ class MLVAE(keras.Model):
         Returns:
             float32 `[N, *input_shape]`.
         """
+        return self.decode_params(content, style)["mean"]
+
+    def decode_params(self, content, style):
+        """Parameters of p(x | c, s): `mean` `[N, *input_shape]`, plus `log_var` for the "normal"
+        likelihood (its learned per-pixel log-variance)."""
         content = validation.check_latent(content, self.content_dim, "content")
         style = validation.check_latent(style, self.style_dim, "style")
         if content.shape[0] is not None and style.shape[0] is not None and content.shape[0] != style.shape[0]:
             raise ValueError(f"`content` has {content.shape[0]} rows but `style` has {style.shape[0]}.")
-        params = self.decoder([content, style], training=False)
+        params = {name: tf.cast(value, tf.float32) for name, value in self.decoder([content, style]).items()}
         if self.likelihood == "bernoulli":
-            return tf.sigmoid(tf.cast(params["logits"], tf.float32))
-        return tf.cast(params["mean"], tf.float32)
+            return {"mean": tf.sigmoid(params["logits"])}
+        if self.likelihood == "normal":
+            return {"mean": params["mean"], "log_var": grouping.clamp_log_var(params["log_var"])}
+        return {"mean": params["mean"]}
 
     # Training.
 

@@ -55,3 +55,13 @@ def trained(digits_split):
     before = model.evaluate(val, verbose=0, return_dict=True)["loss"]
     history = model.fit(ds, validation_data=val, epochs=TRAIN_EPOCHS, verbose=0)
     return model, history.history, before
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """The session's trained model exported with `python -m export`'s function: (model, root folder)."""
+    from export import export_model
+
+    out = tmp_path_factory.mktemp("savedmodels")
+    export_model(trained[0], out, "digits")
+    return trained[0], out / "digits"

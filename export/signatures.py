@@ -1,0 +1,45 @@
+"""The exported computations and their names, in one place.
+
+Each entry is a deterministic function of the model's public API (`encode`, `encode_groups`,
+`decode_params`): posterior parameters and decoder means, no sampling, no TFP ops, so that the
+same graph converts to ONNX.
+"""
+
+import tensorflow as tf
+
+__all__ = ["ENCODER", "GROUP_ENCODER", "DECODER", "ENCODER_OUTPUTS", "GROUP_OUTPUTS", "functions"]
+
+ENCODER = "serving_default"  # encoder SavedModel signature: images -> per-observation posteriors
+GROUP_ENCODER = "encode_groups"  # encoder SavedModel signature: images, group_ids -> group posteriors
+DECODER = "serving_default"  # decoder SavedModel signature: content, style -> mean (, log_var)
+ENCODER_OUTPUTS = ("style_mean", "style_log_var", "content_mean", "content_log_var")
+GROUP_OUTPUTS = ("content_mean", "content_log_var", "style_mean", "style_log_var")
+ONNX_FILES = {"encoder": "encoder.onnx", "group_encoder": "group_encoder.onnx", "decoder": "decoder.onnx"}
+
+
+def functions(model):
+    """The three exported computations of `model`.
+
+    Returns:
+        dict `{"encoder" | "group_encoder" | "decoder": (fn, input_signature)}`; each `fn` takes
+        the named tensors of its signature and returns a dict of float32 tensors.
+    """
+    images = tf.TensorSpec([None, *model.input_shape], tf.float32, name="images")
+    group_ids = tf.TensorSpec([None], tf.int32, name="group_ids")
+    content = tf.TensorSpec([None, model.content_dim], tf.float32, name="content")
+    style = tf.TensorSpec([None, model.style_dim], tf.float32, name="style")
+
+    def encoder(images):
+        return dict(model.encode(images))
+
+    def group_encoder(images, group_ids):
+        return dict(model.encode_groups(images, group_ids))
+
+    def decoder(content, style):
+        return dict(model.decode_params(content, style))
+
+    return {
+        "encoder": (encoder, [images]),
+        "group_encoder": (group_encoder, [images, group_ids]),
+        "decoder": (decoder, [content, style]),
+    }

@@ -1,0 +1,220 @@
+"""Export: SavedModel and ONNX parity with Keras, signatures, TF Serving request formats, atomic writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from export import ExportError, export_model, serving
+
+BATCHES = (1, 7, 256)
+
+# Runs in a fresh interpreter in which `import mlvae_tf` fails: the SavedModel must stand alone.
+_SAVEDMODEL_RUNNER = """
+import sys
+sys.modules["mlvae_tf"] = None
+try:
+    import mlvae_tf
+    raise SystemExit("mlvae_tf is importable")
+except ImportError:
+    pass
+import numpy as np, tensorflow as tf
+root, inputs, outputs = sys.argv[1:]
+data = dict(np.load(inputs))
+encoder = tf.saved_model.load(root + "/encoder/1").signatures
+decoder = tf.saved_model.load(root + "/decoder/1").signatures
+result = {}
+for n in %r:
+    x = tf.constant(data[f"images_{n}"])
+    for k, v in encoder["serving_default"](images=x).items():
+        result[f"encoder_{n}_{k}"] = v.numpy()
+    for k, v in encoder["encode_groups"](images=x, group_ids=tf.constant(data[f"group_ids_{n}"])).items():
+        result[f"group_encoder_{n}_{k}"] = v.numpy()
+    for k, v in decoder["serving_default"](content=tf.constant(data[f"content_{n}"]), style=tf.constant(data[f"style_{n}"])).items():
+        result[f"decoder_{n}_{k}"] = v.numpy()
+np.savez(outputs, **result)
+""" % (BATCHES,)
+
+
+def _inputs(model, digits_split):
+    x, labels = digits_split["test"]
+    rng = np.random.default_rng(0)
+    data = {}
+    for n in BATCHES:
+        data[f"images_{n}"] = x[:n]
+        data[f"group_ids_{n}"] = np.unique(labels[:n], return_inverse=True)[1].astype(np.int32)
+        data[f"content_{n}"] = rng.normal(size=(n, model.content_dim)).astype(np.float32)
+        data[f"style_{n}"] = rng.normal(size=(n, model.style_dim)).astype(np.float32)
+    return data
+
+
+def _keras_outputs(model, data, n):
+    return {
+        "encoder": model.encode(data[f"images_{n}"]),
+        "group_encoder": model.encode_groups(data[f"images_{n}"], data[f"group_ids_{n}"]),
+        "decoder": model.decode_params(data[f"content_{n}"], data[f"style_{n}"]),
+    }
+
+
+def test_savedmodel_in_a_process_without_mlvae_tf_matches_keras(exported, digits_split, tmp_path):
+    model, root = exported
+    data = _inputs(model, digits_split)
+    np.savez(tmp_path / "inputs.npz", **data)
+    subprocess.run([sys.executable, "-c", _SAVEDMODEL_RUNNER, str(root), str(tmp_path / "inputs.npz"),
+                    str(tmp_path / "outputs.npz")], check=True, cwd=tmp_path)
+    served = np.load(tmp_path / "outputs.npz")
+    for n in BATCHES:
+        for part, expected in _keras_outputs(model, data, n).items():
+            for key, value in expected.items():
+                np.testing.assert_allclose(served[f"{part}_{n}_{key}"], value, atol=1e-5, err_msg=f"{part} {key} {n}")
+
+
+def test_onnx_runtime_matches_keras(exported, digits_split):
+    model, root = exported
+    data = _inputs(model, digits_split)
+    sessions = {part: ort.InferenceSession(str(root / "onnx" / f"{part}.onnx"))
+                for part in ("encoder", "group_encoder", "decoder")}
+    feeds = {"encoder": ("images",), "group_encoder": ("images", "group_ids"), "decoder": ("content", "style")}
+    for n in BATCHES:
+        inputs = {"images": data[f"images_{n}"], "group_ids": data[f"group_ids_{n}"],
+                  "content": data[f"content_{n}"], "style": data[f"style_{n}"]}
+        for part, expected in _keras_outputs(model, data, n).items():
+            session = sessions[part]
+            names = [o.name for o in session.get_outputs()]
+            assert sorted(names) == sorted(expected)
+            got = dict(zip(names, session.run(names, {k: inputs[k] for k in feeds[part]})))
+            for key, value in expected.items():
+                np.testing.assert_allclose(got[key], value, atol=1e-5, err_msg=f"{part} {key} {n}")
+
+
+def test_onnx_files_pass_the_checker_and_have_a_dynamic_batch(exported):
+    _, root = exported
+    for part in ("encoder", "group_encoder", "decoder"):
+        proto = onnx.load(str(root / "onnx" / f"{part}.onnx"))
+        onnx.checker.check_model(proto, full_check=True)
+        for tensor in proto.graph.input:
+            assert not tensor.type.tensor_type.shape.dim[0].HasField("dim_value")  # symbolic batch
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    _, root = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    encoder = subprocess.run([cli, "show", "--dir", str(root / "encoder" / "1"), "--all"], capture_output=True,
+                             text=True, check=True).stdout
+    for name in ("signature_def['serving_default']", "signature_def['encode_groups']", "inputs['images']",
+                 "inputs['group_ids']", "outputs['style_mean']", "outputs['style_log_var']",
+                 "outputs['content_mean']", "outputs['content_log_var']"):
+        assert name in encoder, name
+    decoder = subprocess.run([cli, "show", "--dir", str(root / "decoder" / "1"), "--all"], capture_output=True,
+                             text=True, check=True).stdout
+    for name in ("signature_def['serving_default']", "inputs['content']", "inputs['style']", "outputs['mean']"):
+        assert name in decoder, name
+
+
+def test_manifest_describes_the_export_and_checksums_every_file(exported):
+    import hashlib
+
+    model, root = exported
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["input_shape"] == list(model.input_shape) and manifest["content_dim"] == model.content_dim
+    assert manifest["style_dim"] == model.style_dim and manifest["likelihood"] == model.likelihood
+    assert manifest["packages"]["tensorflow"] == tf.__version__
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk and "onnx/group_encoder.onnx" in on_disk
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
+
+
+def test_tf_serving_rest_and_grpc_requests(exported, digits_split):
+    model, root = exported
+    x, labels = digits_split["test"]
+    x, group_ids = x[:5], np.array([0, 1, 0, 1, 2], np.int32)
+    encoder = tf.saved_model.load(str(root / "encoder" / "1")).signatures
+    expected = model.encode(x)
+    body = json.loads(json.dumps({"instances": x.tolist()}))  # as it arrives over HTTP
+    rows = serving.rest_predict(encoder["serving_default"], body)["predictions"]
+    assert len(rows) == 5
+    for key, value in expected.items():
+        np.testing.assert_allclose(np.array([row[key] for row in rows]), value, atol=1e-5)
+    body = json.loads(json.dumps({"signature_name": "encode_groups",
+                                  "inputs": {"images": x.tolist(), "group_ids": group_ids.tolist()}}))
+    columns = serving.rest_predict(encoder[body["signature_name"]], body)["outputs"]
+    for key, value in model.encode_groups(x, group_ids).items():
+        np.testing.assert_allclose(np.array(columns[key]), value, atol=1e-5)
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "digits"
+    request.model_spec.signature_name = "encode_groups"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(x))
+    request.inputs["group_ids"].CopyFrom(tf.make_tensor_proto(group_ids))
+    response = predict_pb2.PredictResponse.FromString(serving.grpc_predict(encoder, request).SerializeToString())
+    for key, value in model.encode_groups(x, group_ids).items():
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs[key]), value, atol=1e-5)
+
+
+def test_second_export_without_overwrite_fails_and_changes_nothing(exported, tmp_path):
+    model, root = exported
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    with pytest.raises(ExportError, match="encoder/1 already exists; pass --overwrite"):
+        export_model(model, root.parent, "digits")
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+    result = subprocess.run([sys.executable, "-m", "export", "--model", str(tmp_path / "missing.keras"),
+                             "--out", str(tmp_path), "--name", "x"], capture_output=True, text=True)
+    assert result.returncode != 0 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+_KILLED_EXPORT = """
+import sys, time, pathlib
+import mlvae_tf
+from export import exporter, savedmodel
+write = savedmodel.write_encoder
+def slow_write(model, path):
+    write(model, path)
+    pathlib.Path(sys.argv[2]).touch()   # the version is half-way: written, not yet renamed
+    time.sleep(60)
+exporter.savedmodel.write_encoder = slow_write
+exporter.export_model(mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=3),
+                      sys.argv[1], "killed", formats=["savedmodel"])
+"""
+
+
+def test_killed_export_leaves_no_version_folder_and_the_next_export_succeeds(tmp_path):
+    marker = tmp_path / "written"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(tmp_path), str(marker)])
+    deadline = time.time() + 120
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the export did not reach the write"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    versions = tmp_path / "killed" / "encoder"
+    assert not (versions / "1").exists()
+    assert [p.name for p in versions.iterdir() if p.name.isdigit()] == []
+    import mlvae_tf
+
+    export_model(mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=3), tmp_path,
+                 "killed", formats=["savedmodel"])
+    assert (versions / "1" / "saved_model.pb").exists()
+    assert sorted(p.name for p in versions.iterdir()) == ["1"]  # the killed export's temporary folder is gone
+
+
+def test_overwrite_replaces_a_version_in_place(tmp_path):
+    import mlvae_tf
+
+    first = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=3, seed=1)
+    second = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=5, seed=2)
+    export_model(first, tmp_path, "m", formats=["savedmodel"])
+    export_model(second, tmp_path, "m", formats=["savedmodel"], overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "m" / "encoder").iterdir()) == ["1"]
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+    served = tf.saved_model.load(str(tmp_path / "m" / "encoder" / "1")).signatures["serving_default"](images=x)
+    np.testing.assert_allclose(served["content_mean"], second.encode(x)["content_mean"], atol=1e-6)
