@@ -32,6 +32,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", default="savedmodels", help="where to export the demo model ('' to skip)")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
@@ -73,7 +74,29 @@ def main(argv=None):
     print(f"Linear probe on single test images (chance 0.10): content means {summary['content_probe_accuracy']:.3f}, "
           f"style means {summary['style_probe_accuracy']:.3f}.")
     print(f"Outputs: {model_path} (load with keras.models.load_model), {os.path.join(args.out, 'summary.json')}.")
+    if args.export:
+        _export_and_compare(model_path, args.export, splits["test"][0][:1])
     return summary
+
+
+def _export_and_compare(model_path, out, image):
+    """Exports the demo model (version 1, replaced if present) and prints one ONNX Runtime
+    prediction next to the Keras one."""
+    import onnxruntime
+
+    from export import export_model
+
+    model = keras.models.load_model(model_path)
+    export_model(model, out, "digits", overwrite=True)
+    root = os.path.join(out, "digits")
+    session = onnxruntime.InferenceSession(os.path.join(root, "onnx", "encoder.onnx"))
+    onnx_mean = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": image})))
+    keras_mean = model.encode(image)["content_mean"].numpy()
+    np.set_printoptions(precision=4, suppress=True)
+    print(f"\nExported to {root}/ (encoder/1, decoder/1: SavedModels for TF Serving; onnx/*.onnx; manifest.json).")
+    print(f"content_mean of one test image, Keras:        {keras_mean[0]}")
+    print(f"content_mean of one test image, ONNX Runtime: {onnx_mean['content_mean'][0]}")
+    print(f"largest difference: {np.abs(keras_mean - onnx_mean['content_mean']).max():.2e}")
 
 
 if __name__ == "__main__":
