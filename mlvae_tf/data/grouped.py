@@ -103,23 +103,31 @@ def grouped_dataset(
         raise ValueError(f"`group_ids` has length {len(ids)} but `x` has {len(x)} observations.")
     chunk_lengths = _chunk_lengths(np.bincount(ids), max_group_size)
     ids = tf.constant(ids.astype(np.int64))
+    num_chunks = len(chunk_lengths)
+    batch_sizes = [groups_per_batch] * (num_chunks // groups_per_batch)
+    if num_chunks % groups_per_batch and not drop_remainder:
+        batch_sizes.append(num_chunks % groups_per_batch)
+
+    def batches(seed):
+        """All batches of an epoch at once, without per-group tf.data overhead:
+        [batches, (groups), (members)] observation indices."""
+        chunks = _epoch_chunks(ids, chunk_lengths, seed)[: sum(batch_sizes)]
+        return tf.data.Dataset.from_tensor_slices(
+            tf.RaggedTensor.from_row_lengths(chunks, np.array(batch_sizes, np.int64))
+        )
+
     if shuffle:
         base_seed = tf.constant(np.random.SeedSequence(seed).generate_state(2).astype(np.int64))
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # counts iterations over the dataset
-
-        def chunks(_):
-            seed = tf.random.experimental.stateless_fold_in(base_seed, epoch.assign_add(1))
-            return tf.data.Dataset.from_tensor_slices(_epoch_chunks(ids, chunk_lengths, seed))
-
-        ds = tf.data.Dataset.from_tensors(0).flat_map(chunks)
+        ds = tf.data.Dataset.from_tensors(0).flat_map(
+            lambda _: batches(tf.random.experimental.stateless_fold_in(base_seed, epoch.assign_add(1)))
+        )
     else:
-        ds = tf.data.Dataset.from_tensor_slices(_epoch_chunks(ids, chunk_lengths, None))
-    ds = ds.map(lambda members: tf.gather(images, members), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ragged_batch(groups_per_batch, drop_remainder=drop_remainder)
-    num_batches = len(chunk_lengths) // groups_per_batch
-    if not drop_remainder and len(chunk_lengths) % groups_per_batch:
-        num_batches += 1
-    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+        ds = batches(None)
+    # One gather per batch: [groups, (members), *input_shape].
+    ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(batch_sizes)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

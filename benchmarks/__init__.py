@@ -1,0 +1,1 @@
+"""Runnable speed and memory measurements; numbers and commands in benchmarks/README.md."""
