@@ -38,8 +38,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
 
     x, labels = mlvae_tf.data.load_digits()
-    order = np.random.default_rng(args.seed).permutation(len(x))
-    parts = np.split(order, [int(0.7 * len(x)), int(0.85 * len(x))])
+    parts = mlvae_tf.data.split_observations(len(x), (0.7, 0.15, 0.15), seed=args.seed)
     splits = {name: (x[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
     print(f"Data: scikit-learn's 8x8 digits, {len(x)} images grouped by label (10 groups); "
           f"{len(parts[0])} train / {len(parts[1])} validation / {len(parts[2])} test images.")
@@ -74,6 +73,14 @@ def main(argv=None):
     print(f"Linear probe on single test images (chance 0.10): content means {summary['content_probe_accuracy']:.3f}, "
           f"style means {summary['style_probe_accuracy']:.3f}.")
     print(f"Outputs: {model_path} (load with keras.models.load_model), {os.path.join(args.out, 'summary.json')}.")
+    from mlvae_tf.evaluate import evaluate
+
+    report = os.path.join(args.out, "report")
+    print("\nThe paper's protocol (supplement 3.1; 5 trials):")
+    metrics = evaluate(model, splits["train"], splits["test"], report, ks=(1, 2, 5, 10), trials=5, seed=args.seed)
+    for name in ("content_accuracy", "style_accuracy", "content_cond_entropy_bits"):
+        print(f"  {name:26s} " + ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items()))
+    print(f"  chance accuracy {metrics['chance_accuracy']:.2f}; grids, plot and metrics.json in {report}/")
     if args.export:
         _export_and_compare(model_path, args.export, splits["test"][0][:1])
     return summary

@@ -36,8 +36,7 @@ def digits():
 def digits_split(digits):
     """Observation split of the digits (all 10 groups in every part): 70% / 15% / 15%."""
     x, labels = digits
-    order = np.random.default_rng(0).permutation(len(x))
-    train, val, test = np.split(order, [int(0.7 * len(x)), int(0.85 * len(x))])
+    train, val, test = mlvae_tf.data.split_observations(len(x), (0.7, 0.15, 0.15), seed=0)
     return {name: (x[idx], labels[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
 
 

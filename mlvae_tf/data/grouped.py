@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from mlvae_tf import validation
 
-__all__ = ["grouped_dataset", "split_groups", "group_index"]
+__all__ = ["grouped_dataset", "split_groups", "split_observations", "group_index"]
 
 
 def group_index(labels):
@@ -163,3 +163,13 @@ def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
         part_of_group[permuted[start:stop]] = part
     part = part_of_group[ids]
     return tuple(np.flatnonzero(part == p) for p in range(len(fractions)))
+
+
+def split_observations(num_observations, fractions=(0.7, 0.15, 0.15), seed=0):
+    """Random split of observations into parts that share groups (seen groups at test time, as
+    the paper's MNIST split). Returns a tuple of int64 index arrays, one per part."""
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if fractions.ndim != 1 or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"`fractions` must be positive and sum to 1, got {fractions.tolist()}.")
+    order = np.random.default_rng(seed).permutation(num_observations)
+    return tuple(np.split(order, (np.cumsum(fractions)[:-1] * num_observations).astype(int)))

@@ -1,0 +1,6 @@
+"""Evaluation: the paper's quantitative protocol and its qualitative grids."""
+
+from mlvae_tf.evaluation.grids import swap_grid, tile
+from mlvae_tf.evaluation.protocol import accumulated_features, compute_protocol, conditional_entropy_bits
+
+__all__ = ["swap_grid", "tile", "compute_protocol", "conditional_entropy_bits", "accumulated_features"]

@@ -1,0 +1,83 @@
+"""The paper's protocol: conditional entropy, classifier bands on synthetic features, grid layout, the command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from mlvae_tf.evaluation import compute_protocol, conditional_entropy_bits, swap_grid
+
+
+def test_conditional_entropy_is_the_cross_entropy_in_bits():
+    labels = np.array([0, 1, 2, 1])
+    probabilities = np.array([[0.5, 0.25, 0.25], [0.125, 0.875, 0.0], [0.25, 0.25, 0.5], [0.5, 0.5, 0.0]])
+    expected = -(np.log2(0.5) + np.log2(0.875) + np.log2(0.5) + np.log2(0.5)) / 4
+    assert abs(conditional_entropy_bits(labels, probabilities) - expected) < 1e-12
+    assert conditional_entropy_bits(labels, np.eye(3)[labels]) == 0.0
+
+
+def _synthetic(num_classes=4, per_class=60, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_classes), per_class)
+    images = rng.normal(size=(len(labels), 3)).astype(np.float32)
+    images[:, 0] = labels  # the "image" carries its class in pixel 0
+    return images, labels
+
+
+def _represent(images, group_ids):
+    """Content encodes the class exactly (one-hot of pixel 0, averaged over the group); style is noise."""
+    content = np.eye(4)[images[:, 0].astype(int)]
+    sizes = np.bincount(group_ids)
+    group_content = np.stack([content[group_ids == g].mean(0) for g in range(len(sizes))])
+    return {"content_mean": group_content, "style_mean": images[:, 1:]}
+
+
+def test_protocol_gives_perfect_content_and_chance_style_on_synthetic_features():
+    train, test = _synthetic(seed=0), _synthetic(seed=1)
+    metrics = compute_protocol(_represent, train, test, ks=(1, 3), K=3, trials=2, progress=False)
+    assert metrics["chance_accuracy"] == 0.25
+    for k in ("1", "3"):
+        assert metrics["content_accuracy"][k]["mean"] == 1.0
+        assert metrics["content_cond_entropy_bits"][k]["mean"] < 0.1
+        assert abs(metrics["style_accuracy"][k]["mean"] - 0.25) < 0.12  # noise: near chance
+        assert metrics["style_cond_entropy_bits"][k]["mean"] > 1.5  # near log2(4) = 2 bits
+    assert metrics["settings"]["trials"] == 2
+
+
+def test_swap_grid_layout_matches_the_model(trained, digits_split):
+    model = trained[0]
+    x = digits_split["test"][0][:3]
+    grid, tiles = swap_grid(model, x)
+    assert grid.shape == (5 * 8, 5 * 8, 1)
+    enc = model.encode(x)
+    content = model.encode_groups(x, np.arange(3))["content_mean"]
+    reconstructions = model.decode(content, enc["style_mean"]).numpy()
+    for j in range(3):
+        np.testing.assert_array_equal(tiles[0][j + 2], x[j])
+        np.testing.assert_array_equal(tiles[j + 2][0], x[j])
+        np.testing.assert_allclose(tiles[1][j + 2], reconstructions[j], atol=1e-6)
+        np.testing.assert_allclose(tiles[j + 2][1], reconstructions[j], atol=1e-6)
+        np.testing.assert_allclose(tiles[j + 2][j + 2], reconstructions[j], atol=1e-6)  # own content and style
+    swapped = model.decode(content[2:3], enc["style_mean"][0:1]).numpy()[0]
+    np.testing.assert_allclose(tiles[2][4], swapped, atol=1e-6)  # row: style of image 0; column: content of 2
+    np.testing.assert_allclose(grid[16:24, 32:40], swapped, atol=1e-6)
+
+
+def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
+    model_path = tmp_path / "m.keras"
+    trained[0].save(model_path)
+    result = subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", "--model", str(model_path), "--out",
+                             str(tmp_path / "report"), "--ks", "1,5", "--trials", "2"], capture_output=True, text=True,
+                            check=True)
+    assert "content accuracy" in result.stdout
+    for name in ("swap_grid.png", "swap_grid_evidence.png", "protocol.png", "metrics.json"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    print({k: metrics[k] for k in ("content_accuracy", "style_accuracy")})
+    assert metrics["content_accuracy"]["5"]["mean"] >= metrics["content_accuracy"]["1"]["mean"]
+    assert metrics["content_cond_entropy_bits"]["5"]["mean"] < metrics["content_cond_entropy_bits"]["1"]["mean"]
+    assert metrics["content_accuracy"]["1"]["mean"] > metrics["style_accuracy"]["1"]["mean"]
+    missing = subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", "--model", str(tmp_path / "none.keras")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
