@@ -1,30 +1,21 @@
-"""Pure ELBO terms of the ML-VAE (paper, eq. 3 and 5) on flat observations with group ids."""
+"""Pure ELBO terms of the ML-VAE (paper, eq. 3 and 5) on flat observations."""
 
 import tensorflow as tf
 
-__all__ = ["group_elbo", "average_group_elbo"]
+__all__ = ["average_group_elbo"]
 
 
-def group_elbo(log_likelihood, kl_style, kl_content, group_ids, num_groups):
-    """ELBO of each group (eq. 3).
+def average_group_elbo(log_likelihood, kl_style, kl_content, num_groups, kl_style_weight=1.0, kl_content_weight=1.0):
+    """The batch objective of eq. 5 split into its terms, each averaged over the groups.
 
     ELBO_g = sum_{i in g} [log p(x_i | c_g,i, s_i) - KL(q(s_i | x_i) || p(s))] - KL(q(c_g | X_g) || p(c))
+    (eq. 3); the sums over observations of the batch equal the sums over its groups.
 
     Args:
         log_likelihood: `[N]` reconstruction log-likelihood per observation.
         kl_style: `[N]` style KL per observation.
         kl_content: `[num_groups]` content KL per group.
-        group_ids: int `[N]`; num_groups: scalar int.
-
-    Returns:
-        `[num_groups]`.
-    """
-    return tf.math.unsorted_segment_sum(log_likelihood - kl_style, group_ids, num_groups) - kl_content
-
-
-def average_group_elbo(log_likelihood, kl_style, kl_content, group_ids, num_groups, kl_style_weight=1.0,
-                       kl_content_weight=1.0):
-    """The batch objective of eq. 5 split into its terms, each averaged over the groups.
+        num_groups: scalar int, the number of groups in the batch.
 
     With unit weights, `loss = reconstruction + kl_style + kl_content = -(1/|G_b|) sum_g ELBO_g`.
 

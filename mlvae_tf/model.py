@@ -242,7 +242,7 @@ class MLVAE(keras.Model):
             self.likelihood, params, len(self.input_shape), self.observation_scale
         ).log_prob(images)  # [N]
         return losses.average_group_elbo(
-            log_likelihood, kl_style, kl_content, group_ids, num_groups, self.kl_style_weight, self.kl_content_weight
+            log_likelihood, kl_style, kl_content, num_groups, self.kl_style_weight, self.kl_content_weight
         )
 
     def train_step(self, data):
