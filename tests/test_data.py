@@ -121,3 +121,11 @@ def test_bundled_digits():
     x, labels = mlvae_tf.data.load_digits()
     assert x.shape == (1797, 8, 8, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
     assert labels.dtype == np.int32 and set(labels) == set(range(10))
+
+
+def test_split_observations_is_a_reproducible_partition():
+    parts = mlvae_tf.data.split_observations(101, (0.7, 0.15, 0.15), seed=4)
+    assert [len(p) for p in parts] == [70, 15, 16]
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(101))
+    again = mlvae_tf.data.split_observations(101, (0.7, 0.15, 0.15), seed=4)
+    assert all(np.array_equal(p, q) for p, q in zip(parts, again))
