@@ -66,9 +66,10 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     """Writes `swap_grid.png`, `swap_grid_evidence.png`, `protocol.png` and `metrics.json` in `out`.
 
     Returns:
-        The metrics dict (see `mlvae_tf.evaluation.compute_protocol`).
+        The metrics dict (see `mlvae_tf.evaluation.compute_protocol`), with `leakage` (see
+        `mlvae_tf.evaluation.compute_leakage`).
     """
-    from mlvae_tf.evaluation import compute_protocol, swap_grid
+    from mlvae_tf.evaluation import compute_leakage, compute_protocol, swap_grid
 
     os.makedirs(out, exist_ok=True)
     x, labels = test
@@ -82,6 +83,8 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
         return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
 
     metrics = compute_protocol(represent, train, test, ks=ks, trials=trials, seed=seed)
+    metrics["leakage"] = compute_leakage(model, train, test, metrics["style_accuracy"][str(min(ks))]["mean"],
+                                         metrics["chance_accuracy"], seed=seed)
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     _plot(metrics, os.path.join(out, "protocol.png"))
@@ -115,6 +118,11 @@ def main(argv=None):
     print(f"content accuracy   {line('content_accuracy')}")
     print(f"style accuracy     {line('style_accuracy')}   (chance {metrics['chance_accuracy']:.2f})")
     print(f"content H(Y|C) bits {line('content_cond_entropy_bits')}")
+    leakage = metrics["leakage"]
+    print(f"swaps decoded as the content's class {leakage['swap_follows_content']:.2f}, as the style's "
+          f"{leakage['swap_follows_style']:.2f}; style accuracy above chance {leakage['style_accuracy_above_chance']:.2f}")
+    for warning in leakage["warnings"]:
+        print(f"warning: {warning}")
     print(f"Outputs in {args.out}/: swap_grid.png, swap_grid_evidence.png, protocol.png, metrics.json")
     return 0
 

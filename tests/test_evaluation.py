@@ -81,3 +81,40 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", "--model", str(tmp_path / "none.keras")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+class _FakeModel:
+    """Content is the one-hot class of pixel 0, style is noise; `decode` draws the class of the
+    content (or of the style's hidden class, with `uses_style`) as a prototype image."""
+
+    def __init__(self, uses_style=False):
+        self.uses_style = uses_style
+
+    def encode(self, images):
+        labels = images[:, 0].astype(int)
+        return {"content_mean": np.eye(4)[labels], "content_log_var": np.zeros((len(images), 4)),
+                "style_mean": np.eye(4)[labels] if self.uses_style else images[:, 1:3]}
+
+    def decode(self, content, style):
+        source = style if self.uses_style else content
+        labels = np.argmax(source, axis=1)
+        return np.stack([np.eye(4)[label] * 5 for label in labels])
+
+
+def _prototypes(seed):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), 30)
+    return (np.eye(4)[labels] * 5 + rng.normal(scale=0.1, size=(120, 4))).astype(np.float32), labels
+
+
+def test_leakage_checks_tell_a_decoder_that_uses_content_from_one_that_does_not():
+    from mlvae_tf.evaluation import compute_leakage
+
+    train = _prototypes(0)
+    x, labels = _synthetic(seed=2)
+    test = (np.concatenate([labels[:, None].astype(np.float32), x[:, 1:]], 1), labels)
+    good = compute_leakage(_FakeModel(), train, test, style_accuracy=0.26, chance_accuracy=0.25)
+    assert good["swap_follows_content"] == 1.0 and good["swap_follows_style"] == 0.0 and good["warnings"] == []
+    np.testing.assert_allclose(good["content_kl_per_dim"], 0.5 * np.mean(np.eye(4)[labels] ** 2, 0))
+    bad = compute_leakage(_FakeModel(uses_style=True), train, test, style_accuracy=1.0, chance_accuracy=0.25)
+    assert bad["swap_follows_content"] == 0.0 and len(bad["warnings"]) == 2
