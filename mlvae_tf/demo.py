@@ -37,11 +37,10 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
 
-    x, labels = mlvae_tf.data.load_digits()
-    parts = mlvae_tf.data.split_observations(len(x), (0.7, 0.15, 0.15), seed=args.seed)
-    splits = {name: (x[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
-    print(f"Data: scikit-learn's 8x8 digits, {len(x)} images grouped by label (10 groups); "
-          f"{len(parts[0])} train / {len(parts[1])} validation / {len(parts[2])} test images.")
+    splits = mlvae_tf.data.digits_splits(seed=args.seed)
+    sizes = {name: len(labels) for name, (_, labels) in splits.items()}
+    print(f"Data: scikit-learn's 8x8 digits, {sum(sizes.values())} images grouped by label (10 groups); "
+          f"{sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images.")
     train = mlvae_tf.data.grouped_dataset(*splits["train"], groups_per_batch=8, max_group_size=10, seed=args.seed)
     val = mlvae_tf.data.grouped_dataset(*splits["val"], groups_per_batch=8, max_group_size=10, shuffle=False)
 

@@ -23,17 +23,22 @@ def _load(name, seed):
 
     if name != "digits":
         raise ValueError(f"`--data` must be one of {DATASETS}, got {name!r}.")
-    x, labels = mlvae_tf.data.load_digits()
-    train, _, test = mlvae_tf.data.split_observations(len(x), (0.7, 0.15, 0.15), seed=seed)  # as `make demo`
-    return (x[train], labels[train]), (x[test], labels[test])
+    splits = mlvae_tf.data.digits_splits(seed=seed)  # as `make demo`
+    return splits["train"], splits["test"]
 
 
-def _plot(metrics, path):
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot(metrics, path):
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric, title in ((axes[0], "accuracy", "classifier accuracy"),
                               (axes[1], "cond_entropy_bits", "conditional entropy (bits)")):
@@ -53,13 +58,8 @@ def _plot(metrics, path):
 
 
 def _save_image(grid, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     image = grid[..., 0] if grid.shape[-1] == 1 else grid
-    plt.imsave(path, np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None)
+    _pyplot().imsave(path, np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None)
 
 
 def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, evidence=10, columns=8):

@@ -6,6 +6,8 @@ belongs to, and `num_groups` is always given explicitly so that the cost is line
 whatever the group sizes.
 """
 
+import math
+
 import tensorflow as tf
 
 __all__ = [
@@ -132,7 +134,7 @@ def mixture_log_prob(samples, mean, log_var, group_ids, num_groups):
     diff = tf.gather(samples, sample_index) - tf.gather(mean, member_index)  # [P, d]
     lv = tf.gather(log_var, member_index)
     log_normal = -0.5 * tf.reduce_sum(
-        tf.square(diff) * tf.exp(-lv) + lv + tf.math.log(2.0 * tf.constant(3.141592653589793, diff.dtype)),
+        tf.square(diff) * tf.exp(-lv) + lv + math.log(2.0 * math.pi),
         axis=-1,
     )  # [P]
     num_samples = tf.shape(samples)[0]

@@ -194,7 +194,7 @@ class MLVAE(keras.Model):
         style = validation.check_latent(style, self.style_dim, "style")
         if content.shape[0] is not None and style.shape[0] is not None and content.shape[0] != style.shape[0]:
             raise ValueError(f"`content` has {content.shape[0]} rows but `style` has {style.shape[0]}.")
-        params = {name: tf.cast(value, tf.float32) for name, value in self.decoder([content, style]).items()}
+        params = {name: tf.cast(value, tf.float32) for name, value in self.decoder([content, style], training=False).items()}
         if self.likelihood == "bernoulli":
             return {"mean": tf.sigmoid(params["logits"])}
         if self.likelihood == "normal":

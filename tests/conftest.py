@@ -28,16 +28,9 @@ def make_tiny_model(**kwargs):
 
 
 @pytest.fixture(scope="session")
-def digits():
-    return mlvae_tf.data.load_digits()
-
-
-@pytest.fixture(scope="session")
-def digits_split(digits):
+def digits_split():
     """Observation split of the digits (all 10 groups in every part): 70% / 15% / 15%."""
-    x, labels = digits
-    train, val, test = mlvae_tf.data.split_observations(len(x), (0.7, 0.15, 0.15), seed=0)
-    return {name: (x[idx], labels[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
+    return mlvae_tf.data.digits_splits(seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 
 import numpy as np
 
-__all__ = ["load_digits"]
+__all__ = ["DIGITS_SPLIT", "load_digits", "digits_splits"]
+
+# Fractions of the observation split used by `make demo`, the evaluation command and the tests.
+DIGITS_SPLIT = (0.7, 0.15, 0.15)
 
 
 def load_digits():
@@ -16,3 +19,17 @@ def load_digits():
     bunch = _load()
     x = (bunch.images / 16.0).astype(np.float32)[..., None]
     return x, bunch.target.astype(np.int32)
+
+
+def digits_splits(seed=0):
+    """The digits split into train / val / test observations that share the 10 groups (as the
+    paper's MNIST split), `DIGITS_SPLIT` of the images each.
+
+    Returns:
+        dict `{"train" | "val" | "test": (x, labels)}`.
+    """
+    from mlvae_tf.data.grouped import split_observations
+
+    x, labels = load_digits()
+    parts = split_observations(len(x), DIGITS_SPLIT, seed=seed)
+    return {name: (x[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
