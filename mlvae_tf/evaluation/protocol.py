@@ -12,6 +12,8 @@ import numpy as np
 
 __all__ = ["conditional_entropy_bits", "accumulated_features", "compute_protocol"]
 
+PARTS = ("content", "style")
+
 
 def conditional_entropy_bits(labels, probabilities):
     """Cross-entropy `-(1/N) sum_i log2 r(y_i | f_i)` in bits: the upper bound on H(Y | features)
@@ -79,18 +81,21 @@ def compute_protocol(represent, train, test, ks=(1, 2, 5, 10), K=None, trials=5,
     test_classes = np.unique(test[1])
     if not np.isin(test_classes, classes).all():
         raise ValueError("every test class must appear in `train`; for unseen groups split the test set in two.")
-    scores = {f"{part}_{metric}": {k: [] for k in ks} for part in ("content", "style")
+    scores = {f"{part}_{metric}": {k: [] for k in ks} for part in PARTS
               for metric in ("accuracy", "cond_entropy_bits")}
     bar = keras.utils.Progbar(trials, unit_name="trial") if progress else None
     for trial in range(trials):
         rng = np.random.default_rng([seed, trial])
-        features = dict(zip(("content", "style"), accumulated_features(represent, *train, K, rng)))
-        for part in ("content", "style"):
-            with warnings.catch_warnings():  # a capped number of Adam epochs, as in the paper
-                warnings.simplefilter("ignore", category=UserWarning)
-                classifier = _classifier(seed + trial, max_iter).fit(features[part], train[1])
-            for k in ks:
-                test_features = dict(zip(("content", "style"), accumulated_features(represent, *test, k, rng)))
+        features = dict(zip(PARTS, accumulated_features(represent, *train, K, rng)))
+        classifiers = {}
+        with warnings.catch_warnings():  # a capped number of Adam epochs, as in the paper
+            warnings.simplefilter("ignore", category=UserWarning)
+            for part in PARTS:
+                classifiers[part] = _classifier(seed + trial, max_iter).fit(features[part], train[1])
+        for k in ks:
+            # One random grouping of the test images per k, shared by the content and style classifiers.
+            test_features = dict(zip(PARTS, accumulated_features(represent, *test, k, rng)))
+            for part, classifier in classifiers.items():
                 probabilities = np.zeros((len(test[1]), int(classes.max()) + 1))
                 probabilities[:, classifier.classes_] = classifier.predict_proba(test_features[part])
                 scores[f"{part}_accuracy"][k].append(float(np.mean(probabilities.argmax(1) == test[1])))
