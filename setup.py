@@ -17,6 +17,7 @@ setup(
         "keras>=3.15.1,<3.16",
         "tensorflow-probability[tf]>=0.25,<0.26",  # [tf] installs tf-keras, which TFP's import needs
         "tensorflow-datasets>=4.9.10,<4.10",
+        "importlib_resources",  # TFDS needs it for builders defined outside TFDS, and does not declare it
         "tf2onnx>=1.17,<1.18",
         "onnx>=1.23,<1.24",
         "onnxruntime>=1.32,<1.33",
@@ -27,6 +28,6 @@ setup(
         "tensorboard>=2.21,<2.22",  # TF 2.21 no longer installs it; the TensorBoard callback needs it
     ],
     extras_require={
-        "test": ["pytest>=9,<10", "tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest>=9,<10", "tensorflow-serving-api>=2.21,<2.22", "dill"],  # dill: tfds.testing
     },
 )

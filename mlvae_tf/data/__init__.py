@@ -1,7 +1,12 @@
-"""Grouped data: `tf.data` pipelines of whole groups and the bundled data sets."""
+"""Grouped data: `tf.data` pipelines of whole groups, TFDS adapters and the bundled data sets.
+
+`from_tfds`, `mnist_datasets` and the `grouped_shapes` builder import TFDS when first used.
+"""
 
 from mlvae_tf.data.digits import DIGITS_SPLIT, digits_splits, load_digits
 from mlvae_tf.data.grouped import group_index, grouped_dataset, split_groups, split_observations
+from mlvae_tf.data.idx import fashion_mnist_splits, load_fashion_mnist, read_idx
+from mlvae_tf.data.tfds import from_tfds, mnist_datasets
 
 __all__ = ["grouped_dataset", "split_groups", "split_observations", "group_index", "load_digits", "digits_splits",
-           "DIGITS_SPLIT"]
+           "DIGITS_SPLIT", "from_tfds", "mnist_datasets", "read_idx", "load_fashion_mnist", "fashion_mnist_splits"]

@@ -1,0 +1,164 @@
+"""TFDS data sets grouped by one of their features, in memory or streamed.
+
+`from_tfds("mnist", "label")` groups MNIST by digit, `from_tfds("grouped_shapes", "shape")` the
+offline shapes by shape, a face data set by identity. Small splits are read into memory and
+batched exactly as `grouped_dataset` does (every observation once per epoch, groups whole or in
+random chunks). Splits too large for memory are grouped as a stream by tf.data itself
+(`group_by_window` on the key): memory stays bounded by `max_group_size` images per distinct key,
+but a group then appears as several windows (chunks) within an epoch and a window holds the
+observations that happened to arrive together. Like chunking, this biases the group ELBO
+(supplement, section 6), and more so when the stream is shuffled only within a buffer.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mlvae_tf import validation
+from mlvae_tf.data.grouped import grouped_dataset
+
+__all__ = ["from_tfds", "mnist_datasets", "MAX_IN_MEMORY_BYTES"]
+
+MAX_IN_MEMORY_BYTES = 2 * 1024**3  # splits larger than this are streamed when `in_memory=None`
+
+
+def _builder(name_or_builder, data_dir, download):
+    import tensorflow_datasets as tfds
+
+    if isinstance(name_or_builder, str):
+        if name_or_builder.split(":")[0].split("/")[0] == "grouped_shapes":
+            from mlvae_tf.data import grouped_shapes  # noqa: F401  (registers the builder)
+        try:
+            builder = tfds.builder(name_or_builder, data_dir=data_dir)
+        except tfds.core.registered.DatasetNotFoundError as error:
+            raise ValueError(f"`name_or_builder`: no TFDS data set {name_or_builder!r}: {error}") from None
+    elif isinstance(name_or_builder, tfds.core.DatasetBuilder):
+        builder = name_or_builder
+    else:
+        raise ValueError(f"`name_or_builder` must be a TFDS name or DatasetBuilder, got {type(name_or_builder).__name__}.")
+    if download:
+        builder.download_and_prepare()
+    return builder
+
+
+def _check_features(builder, group_key, image_key):
+    features = builder.info.features
+    for key, role in ((group_key, "group_key"), (image_key, "image_key")):
+        if key not in features:
+            raise ValueError(f"`{role}`: {builder.name} has no feature {key!r}; its features are {sorted(features)}.")
+    group = features[group_key]
+    if tuple(group.shape) != () or not tf.as_dtype(group.dtype).is_integer:
+        raise ValueError(f"`group_key`: feature {group_key!r} of {builder.name} must be a scalar integer (a class "
+                         f"label or id), got shape {tuple(group.shape)} and dtype {tf.as_dtype(group.dtype).name}.")
+    image = features[image_key]
+    if None in tuple(image.shape):
+        raise ValueError(f"`image_key`: feature {image_key!r} must have a fixed shape, got {tuple(image.shape)}.")
+
+
+def _to_float(image):
+    if image.dtype == tf.uint8:
+        return tf.cast(image, tf.float32) / 255.0
+    return tf.cast(image, tf.float32)
+
+
+def _split_bytes(builder, split, image_key):
+    """Estimated float32 bytes of a split, or None when TFDS does not know its size (e.g. mocked)."""
+    try:
+        count = builder.info.splits[split].num_examples
+    except (KeyError, ValueError, AssertionError):
+        return None
+    return count * 4 * int(np.prod(builder.info.features[image_key].shape))
+
+
+def from_tfds(
+    name_or_builder,
+    group_key,
+    split="train",
+    image_key="image",
+    groups_per_batch=32,
+    max_group_size=None,
+    shuffle=True,
+    seed=None,
+    drop_remainder=False,
+    in_memory=None,
+    shuffle_buffer=10_000,
+    data_dir=None,
+    download=True,
+):
+    """A TFDS split as batches of groups for `MLVAE.fit`, grouped by the feature `group_key`.
+
+    Args:
+        name_or_builder: a TFDS name (`"mnist"`, `"grouped_shapes/small"`) or a `DatasetBuilder`.
+        group_key: the scalar integer feature that defines the groups (e.g. `"label"`).
+        split: a TFDS split, slices included (`"train[:50000]"`).
+        image_key: the image feature; uint8 images are scaled to [0, 1] float32.
+        groups_per_batch, max_group_size, shuffle, seed, drop_remainder: as in `grouped_dataset`.
+        in_memory: True reads the split into memory; False streams it (needs `max_group_size`);
+            None decides by size (`MAX_IN_MEMORY_BYTES`).
+        shuffle_buffer: streamed only: observations shuffled before grouping.
+        data_dir, download: as in `tfds.load` (TFDS downloads only data sets that need it).
+
+    Returns:
+        `tf.data.Dataset` of `tf.RaggedTensor` `[groups, (observations), *image_shape]`.
+    """
+    import tensorflow_datasets as tfds
+
+    groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    builder = _builder(name_or_builder, data_dir, download)
+    _check_features(builder, group_key, image_key)
+    if in_memory is None:
+        size = _split_bytes(builder, split, image_key)
+        in_memory = size is None or size <= MAX_IN_MEMORY_BYTES
+    empty = ValueError(f"`split`: {builder.name} split {split!r} is empty.")
+    if in_memory:
+        try:
+            ds = builder.as_dataset(split=split).map(lambda example: (example[image_key], example[group_key]))
+            chunks = list(ds.batch(4096).as_numpy_iterator())  # not batch_size=-1: it needs known split sizes
+        except ValueError as error:
+            if "corresponds to no data" in str(error):
+                raise empty from None
+            raise
+        if not chunks:
+            raise empty
+        images = np.concatenate([images for images, _ in chunks])
+        keys = np.concatenate([keys for _, keys in chunks])
+        images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        return grouped_dataset(images, keys, groups_per_batch=groups_per_batch,
+                               max_group_size=max_group_size, shuffle=shuffle, seed=seed,
+                               drop_remainder=drop_remainder)
+    if max_group_size is None:
+        raise ValueError("`max_group_size` is needed to stream a split: it is the size of the grouping window.")
+    max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
+    read_config = tfds.ReadConfig(shuffle_seed=seed) if shuffle else None
+    try:
+        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
+    except ValueError as error:
+        if "corresponds to no data" in str(error):
+            raise empty from None
+        raise
+    if not any(True for _ in ds.take(1)):
+        raise empty
+    ds = ds.map(lambda example: (_to_float(example[image_key]), tf.cast(example[group_key], tf.int64)))
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.group_by_window(
+        key_func=lambda image, key: key,
+        reduce_func=lambda key, window: window.map(lambda image, _: image).batch(max_group_size),
+        window_size=max_group_size,
+    )  # [(observations), *image_shape] per element: one window of one group
+    return ds.ragged_batch(groups_per_batch, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def mnist_datasets(groups_per_batch=64, max_group_size=10, seed=0, data_dir=None, download=True):
+    """The paper's MNIST experiment (section 4): the training set split 50,000 / 10,000 into
+    train and validation, the standard test set, every part grouped by digit label.
+
+    Returns:
+        dict `{"train" | "val" | "test": tf.data.Dataset}`.
+    """
+    splits = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}
+    return {
+        part: from_tfds("mnist", "label", split=split, groups_per_batch=groups_per_batch,
+                        max_group_size=max_group_size, shuffle=part == "train", seed=seed, data_dir=data_dir,
+                        download=download)
+        for part, split in splits.items()
+    }
