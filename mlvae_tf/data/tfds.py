@@ -137,7 +137,8 @@ def from_tfds(
         raise
     if not any(True for _ in ds.take(1)):
         raise empty
-    ds = ds.map(lambda example: (_to_float(example[image_key]), tf.cast(example[group_key], tf.int64)))
+    ds = ds.map(lambda example: (_to_float(example[image_key]), tf.cast(example[group_key], tf.int64)),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.group_by_window(
