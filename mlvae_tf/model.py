@@ -1,5 +1,7 @@
 """The Multi-Level VAE as a Keras model (paper, section 3 and Algorithm 1)."""
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -101,6 +103,23 @@ class MLVAE(keras.Model):
             "kl_content_weight": self.kl_content_weight,
             "seed": self.seed,
         }
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written to a temporary file in the same folder and renamed into
+        place, so that a crash mid-write never leaves a truncated model (checkpoints included)."""
+        path = os.fspath(filepath)
+        if not path.endswith(".keras") or "://" in path:
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        folder, base = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}.keras")
+        try:
+            super().save(tmp, overwrite=True, **kwargs)
+            if not overwrite and os.path.exists(path):
+                raise FileExistsError(f"{path} exists and `overwrite` is False.")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
         """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops."""

@@ -50,3 +50,21 @@ def test_save_and_load_round_trip_gives_identical_encodings(trained, digits_spli
     content, style = grp["content_mean"].numpy()[labels], grp["style_mean"]
     np.testing.assert_array_equal(same.decode(content, style), model.decode(content, style))
     assert int(same.optimizer.iterations) == int(model.optimizer.iterations) > 0
+
+
+def test_save_is_atomic_a_failed_write_keeps_the_old_file(trained, tmp_path, monkeypatch):
+    model = trained[0]
+    path = tmp_path / "m.keras"
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", crash)
+    try:
+        model.save(path)
+    except OSError:
+        pass
+    assert path.read_bytes() == before  # the old model is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left behind
