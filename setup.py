@@ -27,7 +27,8 @@ setup(
         "pyyaml>=6",
         "tensorboard>=2.21,<2.22",  # TF 2.21 no longer installs it; the TensorBoard callback needs it
     ],
+    entry_points={"console_scripts": ["mlvae = mlvae_tf.cli:main"]},
     extras_require={
-        "test": ["pytest>=9,<10", "tensorflow-serving-api>=2.21,<2.22", "dill"],  # dill: tfds.testing
+        "test": ["pytest>=9,<10", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "tensorflow-serving-api>=2.21,<2.22", "dill"],  # dill: tfds.testing
     },
 )

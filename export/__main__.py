@@ -1,15 +1,16 @@
 """python -m export --model m.keras --out savedmodels --name digits [--version 1]
 [--formats savedmodel,onnx] [--overwrite]"""
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m export", description="Export a trained ML-VAE.")
+def main(argv=None, prog="python -m export"):
+    from mlvae_tf.cli import OneLineParser
+
+    parser = OneLineParser(prog=prog, description="Export a trained ML-VAE.")
     parser.add_argument("--model", required=True, help="path of the saved .keras model")
     parser.add_argument("--out", default="savedmodels", help="base folder (default: savedmodels)")
     parser.add_argument("--name", required=True, help="model name: files go to OUT/NAME/")
@@ -18,7 +19,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.model):
-        parser.exit(2, f"error: --model: no such file {args.model!r}\n")
+        parser.error(f"--model: no such file {args.model!r}")
 
     import mlvae_tf  # noqa: F401  (registers MLVAE for loading)
     from export.exporter import ExportError, export_model
@@ -28,7 +29,7 @@ def main(argv=None):
                                 formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                                 overwrite=args.overwrite)
     except ExportError as error:
-        parser.exit(1, f"error: {error}\n")
+        parser.exit(1, f"{prog}: error: {error}\n")
     root = os.path.join(args.out, args.name)
     print(f"Exported {args.model} to {root}/: " + ", ".join(sorted(manifest["files"])) + ", manifest.json")
     return 0

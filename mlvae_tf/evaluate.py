@@ -4,7 +4,6 @@ The paper's protocol on a trained model: swap grids with and without accumulated
 classifier accuracy and conditional entropy of content and style against k, `metrics.json` and a plot.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -15,16 +14,13 @@ import numpy as np  # noqa: E402
 
 __all__ = ["evaluate", "main"]
 
-DATASETS = ("digits",)
-
-
-def _load(name, seed):
-    import mlvae_tf
-
-    if name != "digits":
-        raise ValueError(f"`--data` must be one of {DATASETS}, got {name!r}.")
-    splits = mlvae_tf.data.digits_splits(seed=seed)  # as `make demo`
-    return splits["train"], splits["test"]
+def _subsample(part, limit, seed):
+    """At most `limit` images of `part`, drawn at random (the classifier's training set)."""
+    x, labels = part
+    if len(labels) <= limit:
+        return part
+    keep = np.sort(np.random.default_rng(seed).choice(len(labels), limit, replace=False))
+    return x[keep], labels[keep]
 
 
 def _pyplot():
@@ -62,7 +58,8 @@ def _save_image(grid, path):
     _pyplot().imsave(path, np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None)
 
 
-def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, evidence=10, columns=8):
+def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, evidence=10, columns=8,
+             max_train_images=5000):
     """Writes `swap_grid.png`, `swap_grid_evidence.png`, `protocol.png` and `metrics.json` in `out`.
 
     Returns:
@@ -82,6 +79,7 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     def represent(images, group_ids):
         return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
 
+    train = _subsample(train, max_train_images, seed)
     metrics = compute_protocol(represent, train, test, ks=ks, trials=trials, seed=seed)
     metrics["leakage"] = compute_leakage(model, train, test, metrics["style_accuracy"][str(min(ks))]["mean"],
                                          metrics["chance_accuracy"], seed=seed)
@@ -91,29 +89,35 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     return metrics
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mlvae_tf.evaluate", description=__doc__.splitlines()[0])
+def main(argv=None, prog="python -m mlvae_tf.evaluate"):
+    from mlvae_tf.cli import OneLineParser
+    from mlvae_tf.config import DATASETS
+
+    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="saved .keras model")
-    parser.add_argument("--data", default="digits", choices=DATASETS)
+    parser.add_argument("--data", default="digits", choices=DATASETS, help="data set, split as in training")
+    parser.add_argument("--group-key", default="label", help="the label that defines the groups")
+    parser.add_argument("--max-train-images", type=int, default=5000, help="classifier training images at most")
     parser.add_argument("--out", default="reports/digits")
     parser.add_argument("--ks", default="1,2,5,10", help="comma-separated evidence sizes k")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training) and trials")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.model):
-        parser.exit(2, f"error: --model: no such file {args.model!r}\n")
+        parser.error(f"--model: no such file {args.model!r}")
     try:
         ks = [int(k) for k in args.ks.split(",")]
     except ValueError:
-        parser.exit(2, f"error: --ks must be comma-separated integers, got {args.ks!r}\n")
+        parser.error(f"--ks must be comma-separated integers, got {args.ks!r}")
 
     import keras
 
-    import mlvae_tf  # noqa: F401  (registers MLVAE)
+    import mlvae_tf
 
     model = keras.models.load_model(args.model)
-    train, test = _load(args.data, args.seed)
-    metrics = evaluate(model, train, test, args.out, ks=ks, trials=args.trials, seed=args.seed)
+    splits = mlvae_tf.data.load_splits(args.data, args.group_key, seed=args.seed)
+    metrics = evaluate(model, splits["train"], splits["test"], args.out, ks=ks, trials=args.trials, seed=args.seed,
+                       max_train_images=args.max_train_images)
     line = lambda name: ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items())  # noqa: E731
     print(f"content accuracy   {line('content_accuracy')}")
     print(f"style accuracy     {line('style_accuracy')}   (chance {metrics['chance_accuracy']:.2f})")

@@ -16,9 +16,10 @@ import tensorflow as tf
 from mlvae_tf import validation
 from mlvae_tf.data.grouped import grouped_dataset
 
-__all__ = ["from_tfds", "mnist_datasets", "MAX_IN_MEMORY_BYTES"]
+__all__ = ["from_tfds", "load_tfds_arrays", "mnist_datasets", "MNIST_SPLITS", "MAX_IN_MEMORY_BYTES"]
 
-MAX_IN_MEMORY_BYTES = 2 * 1024**3  # splits larger than this are streamed when `in_memory=None`
+MAX_IN_MEMORY_BYTES = 2 * 1024**3
+MNIST_SPLITS = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}  # the paper's section 4  # splits larger than this are streamed when `in_memory=None`
 
 
 def _builder(name_or_builder, data_dir, download):
@@ -69,6 +70,38 @@ def _split_bytes(builder, split, image_key):
     return count * 4 * int(np.prod(builder.info.features[image_key].shape))
 
 
+def _empty(builder, split):
+    return ValueError(f"`split`: {builder.name} split {split!r} is empty.")
+
+
+def _as_dataset(builder, split, **kwargs):
+    try:
+        return builder.as_dataset(split=split, **kwargs)
+    except ValueError as error:
+        if "corresponds to no data" in str(error):
+            raise _empty(builder, split) from None
+        raise
+
+
+def _read_arrays(builder, split, group_key, image_key):
+    """`(images float32 [N, ...] in [0, 1], keys int [N])` of a whole split."""
+    ds = _as_dataset(builder, split).map(lambda example: (example[image_key], example[group_key]))
+    chunks = list(ds.batch(4096).as_numpy_iterator())  # not batch_size=-1: it needs known split sizes
+    if not chunks:
+        raise _empty(builder, split)
+    images = np.concatenate([images for images, _ in chunks])
+    keys = np.concatenate([keys for _, keys in chunks])
+    images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    return images, keys
+
+
+def load_tfds_arrays(name_or_builder, group_key, split="train", image_key="image", data_dir=None, download=True):
+    """A TFDS split read into memory: `(images float32 [N, ...] in [0, 1], group labels int [N])`."""
+    builder = _builder(name_or_builder, data_dir, download)
+    _check_features(builder, group_key, image_key)
+    return _read_arrays(builder, split, group_key, image_key)
+
+
 def from_tfds(
     name_or_builder,
     group_key,
@@ -108,35 +141,17 @@ def from_tfds(
     if in_memory is None:
         size = _split_bytes(builder, split, image_key)
         in_memory = size is None or size <= MAX_IN_MEMORY_BYTES
-    empty = ValueError(f"`split`: {builder.name} split {split!r} is empty.")
     if in_memory:
-        try:
-            ds = builder.as_dataset(split=split).map(lambda example: (example[image_key], example[group_key]))
-            chunks = list(ds.batch(4096).as_numpy_iterator())  # not batch_size=-1: it needs known split sizes
-        except ValueError as error:
-            if "corresponds to no data" in str(error):
-                raise empty from None
-            raise
-        if not chunks:
-            raise empty
-        images = np.concatenate([images for images, _ in chunks])
-        keys = np.concatenate([keys for _, keys in chunks])
-        images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-        return grouped_dataset(images, keys, groups_per_batch=groups_per_batch,
-                               max_group_size=max_group_size, shuffle=shuffle, seed=seed,
-                               drop_remainder=drop_remainder)
+        images, keys = _read_arrays(builder, split, group_key, image_key)
+        return grouped_dataset(images, keys, groups_per_batch=groups_per_batch, max_group_size=max_group_size,
+                               shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
     if max_group_size is None:
         raise ValueError("`max_group_size` is needed to stream a split: it is the size of the grouping window.")
     max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
     read_config = tfds.ReadConfig(shuffle_seed=seed) if shuffle else None
-    try:
-        ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
-    except ValueError as error:
-        if "corresponds to no data" in str(error):
-            raise empty from None
-        raise
+    ds = _as_dataset(builder, split, shuffle_files=shuffle, read_config=read_config)
     if not any(True for _ in ds.take(1)):
-        raise empty
+        raise _empty(builder, split)
     ds = ds.map(lambda example: (_to_float(example[image_key]), tf.cast(example[group_key], tf.int64)),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
@@ -156,10 +171,9 @@ def mnist_datasets(groups_per_batch=64, max_group_size=10, seed=0, data_dir=None
     Returns:
         dict `{"train" | "val" | "test": tf.data.Dataset}`.
     """
-    splits = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}
     return {
         part: from_tfds("mnist", "label", split=split, groups_per_batch=groups_per_batch,
                         max_group_size=max_group_size, shuffle=part == "train", seed=seed, data_dir=data_dir,
                         download=download)
-        for part, split in splits.items()
+        for part, split in MNIST_SPLITS.items()
     }

@@ -1,0 +1,85 @@
+"""The `mlvae` command: argument parsing only; the work is in `training`, `evaluate` and `export`.
+
+mlvae train --config configs/digits.yaml [--set model.content_dim=16 ...] [--runs-dir runs]
+mlvae evaluate --model M.keras [--data digits] [--out reports/digits] ...
+mlvae export --model M.keras --name digits [--out savedmodels] ...
+mlvae info --model M.keras
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["main", "OneLineParser"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line (`prog: error: ...`), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _train(args):
+    from mlvae_tf.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.set)
+    except (ConfigError, FileNotFoundError) as error:
+        return f"mlvae train: error: {error}"
+    from mlvae_tf.training import train
+
+    run_dir, history = train(config, runs_dir=args.runs_dir)
+    print(f"Done: {len(history['loss'])} epochs, final val_loss {history['val_loss'][-1]:.2f}; outputs in "
+          f"{run_dir}/ (model.keras, best.keras, checkpoints/, history.csv, logs/ for TensorBoard, config.yaml)")
+    return 0
+
+
+def _info(args):
+    if not os.path.isfile(args.model):
+        return f"mlvae info: error: --model: no such file {args.model!r}"
+    import keras
+
+    import mlvae_tf  # noqa: F401  (registers MLVAE)
+
+    model = keras.models.load_model(args.model)
+    config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}
+    print(json.dumps({"model": args.model, "content_dim": model.content_dim, "style_dim": model.style_dim,
+                      "parameters": int(model.count_params()), "config": config}, indent=2))
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = OneLineParser(prog="mlvae", description="Train, evaluate, export and inspect ML-VAE models.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    train = commands.add_parser("train", help="train from a config file")
+    train.add_argument("--config", default=None, help="YAML config (default: the built-in digits config)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    train.add_argument("--runs-dir", default="runs")
+    for name, text in (("evaluate", "the paper's protocol on a saved model"), ("export", "SavedModel and ONNX")):
+        commands.add_parser(name, help=text, add_help=False)
+    info = commands.add_parser("info", help="print a saved model's config and latent sizes")
+    info.add_argument("--model", required=True)
+    commands.add_parser("compare", help="compare with the baselines (not available yet)")
+
+    if argv and argv[0] == "evaluate":
+        from mlvae_tf.evaluate import main as evaluate
+
+        return evaluate(argv[1:], prog="mlvae evaluate")
+    if argv and argv[0] == "export":
+        from export.__main__ import main as export
+
+        return export(argv[1:], prog="mlvae export")
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        return "mlvae compare: error: the baselines (i.i.d. VAE, SVI, regularised VAE) are not implemented yet"
+    result = {"train": _train, "info": _info}[args.command](args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Experiment configs: defaults, validation before any work starts, and `--set a.b=value` overrides.
+
+A config is a nested dict with the sections `data`, `model`, `train`, `evaluate` and a `name`.
+Every key is checked: an unknown key, a wrong type or an impossible value raises `ConfigError`
+naming the key and what it allows.
+"""
+
+import copy
+
+import yaml
+
+from mlvae_tf import distributions, networks
+
+__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "load_config", "validate", "apply_overrides"]
+
+DATASETS = ("digits", "fashion_mnist", "mnist", "grouped_shapes")
+
+
+class ConfigError(ValueError):
+    """A config key that is unknown, of the wrong type or of an impossible value."""
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
+
+
+def _int(value):
+    return isinstance(value, int) and not isinstance(value, bool), "an integer"
+
+
+def _positive_float(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, "a number > 0"
+
+
+def _non_negative_float(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0"
+
+
+def _optional_positive_int(value):
+    return value is None or _positive_int(value)[0], "an integer >= 1 or null"
+
+
+def _string(value):
+    return isinstance(value, str) and bool(value), "a non-empty string"
+
+
+def _ks(value):
+    return (isinstance(value, list) and bool(value) and all(_positive_int(k)[0] for k in value),
+            "a non-empty list of integers >= 1")
+
+
+def _choice(*choices):
+    return lambda value: (value in choices, f"one of {list(choices)}")
+
+
+SCHEMA = {
+    "name": _string,
+    "data": {
+        "name": _choice(*DATASETS),
+        "group_key": _string,
+        "groups_per_batch": _positive_int,
+        "max_group_size": _optional_positive_int,
+        "seed": _int,
+    },
+    "model": {
+        "content_dim": _positive_int,
+        "style_dim": _positive_int,
+        "architecture": _choice(*networks.ARCHITECTURES),
+        "likelihood": _choice(*distributions.LIKELIHOODS),
+        "aggregation": _choice(*distributions.AGGREGATIONS),
+        "hidden_units": _positive_int,
+        "observation_scale": _positive_float,
+        "kl_style_weight": _non_negative_float,
+        "kl_content_weight": _non_negative_float,
+    },
+    "train": {
+        "epochs": _positive_int,
+        "learning_rate": _positive_float,
+        "seed": _int,
+        "grid_every": _positive_int,
+    },
+    "evaluate": {
+        "ks": _ks,
+        "trials": _positive_int,
+        "max_train_images": _positive_int,
+    },
+}
+
+DEFAULTS = {
+    "name": "digits",
+    "data": {"name": "digits", "group_key": "label", "groups_per_batch": 8, "max_group_size": 10, "seed": 0},
+    "model": {"content_dim": 10, "style_dim": 10, "architecture": "mlp", "likelihood": "bernoulli",
+              "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,
+              "kl_content_weight": 1.0},
+    "train": {"epochs": 40, "learning_rate": 1e-3, "seed": 0, "grid_every": 5},
+    "evaluate": {"ks": [1, 2, 5, 10], "trials": 5, "max_train_images": 5000},
+}
+
+
+def validate(config, schema=SCHEMA, prefix=""):
+    """Raises `ConfigError` at the first key that is unknown or has a bad value; returns `config`."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"config section `{prefix.rstrip('.') or '(top level)'}` must be a mapping, got "
+                          f"{type(config).__name__}.")
+    for key, value in config.items():
+        if key not in schema:
+            raise ConfigError(f"unknown config key `{prefix}{key}`; allowed keys: {sorted(schema)}.")
+        check = schema[key]
+        if isinstance(check, dict):
+            validate(value, check, f"{prefix}{key}.")
+        else:
+            ok, expected = check(value)
+            if not ok:
+                raise ConfigError(f"config key `{prefix}{key}` must be {expected}, got {value!r}.")
+    return config
+
+
+def _merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(config, overrides):
+    """Applies `["model.content_dim=16", ...]`; values are parsed as YAML (`16`, `0.5`, `[1, 5]`, `null`)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value.")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = config
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"unknown config key `{path}`; allowed sections: {sorted(SCHEMA)}.")
+            node = node[key]
+        node[keys[-1]] = yaml.safe_load(raw)
+    return config
+
+
+def load_config(path=None, overrides=()):
+    """The defaults, updated by the YAML file at `path` and by `overrides`, validated.
+
+    Raises:
+        ConfigError: a bad key or value (the file's or an override's); FileNotFoundError.
+    """
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as f:
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as error:
+                raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        validate(loaded)
+        config = _merge(config, loaded)
+    config = apply_overrides(config, overrides)
+    return validate(config)

@@ -1,0 +1,95 @@
+"""The `mlvae` command driven as a user would: train, resume after a kill, evaluate, export, info, errors."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+MLVAE = [os.path.join(os.path.dirname(sys.executable), "mlvae")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, check=True):
+    result = subprocess.run(MLVAE + list(args), capture_output=True, text=True, cwd=ROOT)
+    if check and result.returncode:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+def _epochs(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = _run("train", "--config", "configs/digits.yaml", "--set", "train.epochs=1", "--set",
+                  "train.grid_every=1", "--runs-dir", str(runs))
+    (run_dir,) = [os.path.join(runs, "digits", d) for d in os.listdir(runs / "digits") if not d.startswith(".")]
+    return run_dir, result
+
+
+def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_run):
+    run_dir, result = one_epoch_run
+    assert run_dir in result.stdout and "Done: 1 epochs" in result.stdout
+    for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert _epochs(run_dir) == [0]
+    events = [f for _, _, files in os.walk(os.path.join(run_dir, "logs")) for f in files if "tfevents" in f]
+    assert len(events) >= 2  # the loss curves and the swap-grid images
+    assert not os.path.exists(os.path.join(os.path.dirname(run_dir), ".backup"))  # a finished run leaves no backup
+
+
+def test_an_interrupted_train_resumes_where_it_stopped(tmp_path):
+    # Batches of one observation make an epoch last seconds, so the kill lands between epochs.
+    args = ["train", "--set", "train.epochs=3", "--set", "data.groups_per_batch=1", "--set", "data.max_group_size=1",
+            "--set", "model.hidden_units=32", "--runs-dir", str(tmp_path)]
+    process = subprocess.Popen(MLVAE + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    checkpoint = None
+    while process.poll() is None and time.time() < deadline and checkpoint is None:
+        found = [os.path.join(root, f) for root, _, files in os.walk(tmp_path) for f in files if f == "epoch_001.keras"]
+        checkpoint = found[0] if found else None
+        time.sleep(0.2)
+    assert checkpoint, "the first checkpoint never appeared"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run_dir = os.path.dirname(os.path.dirname(checkpoint))
+    assert not os.path.exists(os.path.join(run_dir, "checkpoints", "epoch_003.keras"))
+    result = _run(*args)
+    assert "Resuming the interrupted run in " + run_dir in result.stdout
+    assert _epochs(run_dir) == [0, 1, 2]  # the epoch count continues, no epoch repeated
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints")))[-1] == "epoch_003.keras"
+
+
+def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path):
+    model = os.path.join(one_epoch_run[0], "model.keras")
+    result = _run("evaluate", "--model", model, "--out", str(tmp_path / "report"), "--ks", "1,2", "--trials", "1")
+    assert "content accuracy" in result.stdout and (tmp_path / "report" / "metrics.json").exists()
+    _run("export", "--model", model, "--out", str(tmp_path / "sm"), "--name", "digits", "--formats", "onnx")
+    assert (tmp_path / "sm" / "digits" / "onnx" / "encoder.onnx").exists()
+    result = _run("info", "--model", model)
+    assert '"content_dim": 10' in result.stdout and '"style_dim": 10' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bogus"], "mlvae: error: argument command: invalid choice: 'bogus'"),
+        (["train", "--set", "model.likelihood=poisson"], "mlvae train: error: config key `model.likelihood` must be"),
+        (["train", "--config", "no/such.yaml"], "mlvae train: error: [Errno 2] No such file or directory"),
+        (["info", "--model", "missing.keras"], "mlvae info: error: --model: no such file 'missing.keras'"),
+        (["evaluate", "--model", "missing.keras"], "mlvae evaluate: error: --model: no such file"),
+        (["export", "--model", "missing.keras", "--name", "x"], "mlvae export: error: --model: no such file"),
+    ],
+)
+def test_errors_exit_non_zero_with_one_clear_line(args, message):
+    result = _run(*args, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-500:]

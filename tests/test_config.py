@@ -1,0 +1,61 @@
+"""Configs: defaults, the shipped files, validation naming the key, overrides."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from mlvae_tf.config import DEFAULTS, ConfigError, apply_overrides, load_config, validate
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+
+
+def test_default_config_file_is_the_built_in_default():
+    assert load_config(CONFIGS / "digits.yaml") == load_config(None) == DEFAULTS
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes"])
+def test_every_shipped_config_is_valid_and_uses_the_paper_optimiser(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config["name"] == name and config["train"]["learning_rate"] == 1e-3
+    raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    assert raw["data"]["name"] == config["data"]["name"]
+
+
+def test_paper_settings_in_the_paper_configs():
+    mnist, celeb = load_config(CONFIGS / "mnist.yaml"), load_config(CONFIGS / "msceleb64.yaml")
+    assert (mnist["model"]["content_dim"], mnist["model"]["hidden_units"], mnist["train"]["epochs"]) == (10, 500, 2000)
+    assert (celeb["model"]["content_dim"], celeb["model"]["architecture"], celeb["train"]["epochs"]) == (50, "conv64", 250)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"modle": {}}, r"unknown config key `modle`; allowed keys: \['data', 'evaluate', 'model', 'name', 'train'\]"),
+        ({"model": {"colour": 1}}, "unknown config key `model.colour`"),
+        ({"model": {"likelihood": "poisson"}}, r"`model.likelihood` must be one of \['bernoulli', 'normal', "),
+        ({"model": {"content_dim": 0}}, "`model.content_dim` must be an integer >= 1, got 0"),
+        ({"model": {"content_dim": "10"}}, "`model.content_dim` must be an integer >= 1, got '10'"),
+        ({"train": {"learning_rate": -1}}, "`train.learning_rate` must be a number > 0"),
+        ({"data": {"name": "imagenet"}}, r"`data.name` must be one of \['digits', "),
+        ({"evaluate": {"ks": []}}, "`evaluate.ks` must be a non-empty list of integers >= 1"),
+        ({"model": 3}, "config section `model` must be a mapping"),
+    ],
+)
+def test_bad_configs_name_the_key_and_the_allowed_values(config, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(config)
+
+
+def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
+    config = load_config(None, ["model.content_dim=16", "evaluate.ks=[1, 3]", "data.max_group_size=null"])
+    assert config["model"]["content_dim"] == 16 and config["evaluate"]["ks"] == [1, 3]
+    assert config["data"]["max_group_size"] is None
+    with pytest.raises(ConfigError, match="`model.style_dim` must be an integer >= 1, got 'x'"):
+        load_config(None, ["model.style_dim=x"])
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        apply_overrides(DEFAULTS, ["model.style_dim"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
