@@ -60,13 +60,21 @@ def _save_image(grid, path):
 
 def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, evidence=10, columns=8,
              max_train_images=5000):
-    """Writes `swap_grid.png`, `swap_grid_evidence.png`, `protocol.png` and `metrics.json` in `out`.
+    """Writes `swap_grid.png`, `swap_grid_evidence.png` (Figure 4), `interpolation.png`,
+    `generation.png` (Figure 5), `evidence.png` (Figure 6a), `protocol.png` and `metrics.json` in `out`.
 
     Returns:
         The metrics dict (see `mlvae_tf.evaluation.compute_protocol`), with `leakage` (see
         `mlvae_tf.evaluation.compute_leakage`).
     """
-    from mlvae_tf.evaluation import compute_leakage, compute_protocol, swap_grid
+    from mlvae_tf.evaluation import (
+        compute_leakage,
+        compute_protocol,
+        evidence_grid,
+        generation_grid,
+        interpolation_grid,
+        swap_grid,
+    )
 
     os.makedirs(out, exist_ok=True)
     x, labels = test
@@ -75,6 +83,10 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     others = [rng.permutation(np.setdiff1d(np.flatnonzero(labels == labels[i]), [i]))[:evidence] for i in chosen]
     _save_image(swap_grid(model, x[chosen])[0], os.path.join(out, "swap_grid.png"))
     _save_image(swap_grid(model, x[chosen], [x[o] for o in others])[0], os.path.join(out, "swap_grid_evidence.png"))
+    _save_image(interpolation_grid(model, x[chosen[0]], x[chosen[1]])[0], os.path.join(out, "interpolation.png"))
+    group = x[np.concatenate([[chosen[0]], others[0]])]
+    _save_image(generation_grid(model, group, seed=seed)[0], os.path.join(out, "generation.png"))
+    _save_image(evidence_grid(model, group[:4])[0], os.path.join(out, "evidence.png"))
 
     def represent(images, group_ids):
         return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
@@ -127,7 +139,8 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
           f"{leakage['swap_follows_style']:.2f}; style accuracy above chance {leakage['style_accuracy_above_chance']:.2f}")
     for warning in leakage["warnings"]:
         print(f"warning: {warning}")
-    print(f"Outputs in {args.out}/: swap_grid.png, swap_grid_evidence.png, protocol.png, metrics.json")
+    print(f"Outputs in {args.out}/: swap_grid.png, swap_grid_evidence.png, interpolation.png, generation.png, "
+          "evidence.png, protocol.png, metrics.json")
     return 0
 
 

@@ -71,7 +71,8 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
                              str(tmp_path / "report"), "--ks", "1,5", "--trials", "2"], capture_output=True, text=True,
                             check=True)
     assert "content accuracy" in result.stdout
-    for name in ("swap_grid.png", "swap_grid_evidence.png", "protocol.png", "metrics.json"):
+    for name in ("swap_grid.png", "swap_grid_evidence.png", "interpolation.png", "generation.png", "evidence.png",
+                 "protocol.png", "metrics.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     print({k: metrics[k] for k in ("content_accuracy", "style_accuracy")})
@@ -118,3 +119,34 @@ def test_leakage_checks_tell_a_decoder_that_uses_content_from_one_that_does_not(
     np.testing.assert_allclose(good["content_kl_per_dim"], 0.5 * np.mean(np.eye(4)[labels] ** 2, 0))
     bad = compute_leakage(_FakeModel(uses_style=True), train, test, style_accuracy=1.0, chance_accuracy=0.25)
     assert bad["swap_follows_content"] == 0.0 and len(bad["warnings"]) == 2
+
+
+def test_interpolation_generation_and_evidence_grids_match_the_model(trained, digits_split):
+    from mlvae_tf.evaluation import evidence_grid, generation_grid, interpolation_grid
+
+    model = trained[0]
+    x, labels = digits_split["test"]
+    a, b = x[0], x[1]
+    enc = model.encode(np.stack([a, b]))
+    grid, tiles = interpolation_grid(model, a, b, steps=3)
+    assert grid.shape == (24, 24, 1)
+    corners = model.decode(enc["content_mean"], enc["style_mean"]).numpy()
+    np.testing.assert_allclose(tiles[0][0], corners[0], atol=1e-6)  # both from image a
+    np.testing.assert_allclose(tiles[2][2], corners[1], atol=1e-6)  # both from image b
+    middle = model.decode((enc["content_mean"][:1] + enc["content_mean"][1:]) / 2,
+                          (enc["style_mean"][:1] + enc["style_mean"][1:]) / 2).numpy()[0]
+    np.testing.assert_allclose(tiles[1][1], middle, atol=1e-6)
+
+    group = x[labels == labels[0]][:5]
+    content = model.encode_groups(group, np.zeros(5, np.int32))["content_mean"].numpy()
+    _, tiles = generation_grid(model, group, num_styles=3, seed=1)
+    styles = np.random.default_rng(1).normal(size=(3, model.style_dim)).astype(np.float32)
+    np.testing.assert_allclose(tiles[1][2], model.decode(content, styles[2:3]).numpy()[0], atol=1e-6)
+    assert tiles[1][3] is None and all(np.array_equal(t, g) for t, g in zip(tiles[0], group))
+
+    _, tiles = evidence_grid(model, group[:3])
+    style = model.encode(group[:3])["style_mean"].numpy()
+    alone = model.encode(group[:3])["content_mean"].numpy()
+    np.testing.assert_allclose(tiles[1][1], model.decode(alone[1:2], style[1:2]).numpy()[0], atol=1e-5)
+    together = model.encode_groups(group[:3], np.zeros(3, np.int32))["content_mean"].numpy()
+    np.testing.assert_allclose(tiles[2][2], model.decode(together, style[2:3]).numpy()[0], atol=1e-5)

@@ -1,8 +1,9 @@
-"""Qualitative grids of the paper (Figure 4): swapping style and content between test images."""
+"""Qualitative grids of the paper: swapping (Figure 4), interpolation and generation (Figure 5),
+accumulating evidence (Figure 6a). Posterior means are decoded, so every grid is deterministic."""
 
 import numpy as np
 
-__all__ = ["swap_grid", "tile"]
+__all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile"]
 
 
 def tile(tiles):
@@ -42,4 +43,56 @@ def swap_grid(model, images, evidence=None):
     tiles = [[None, None] + list(images), [None, None] + list(reconstructions)]
     for i in range(n):
         tiles.append([images[i], reconstructions[i]] + list(swapped[i * n : (i + 1) * n]))
+    return tile(tiles), tiles
+
+
+def interpolation_grid(model, first, second, steps=7):
+    """Figure 5b: each row keeps one style and interpolates the content along it, each column keeps
+    one content and interpolates the style: tile (i, j) decodes `(1 - a_j) c_1 + a_j c_2` with
+    `(1 - a_i) s_1 + a_i s_2`, `a = linspace(0, 1, steps)`, from the posterior means of two images.
+
+    Returns:
+        `(grid [steps * H, steps * W, C], tiles)`.
+    """
+    pair = np.stack([np.asarray(first, np.float32), np.asarray(second, np.float32)])
+    encoded = model.encode(pair)
+    content, style = np.asarray(encoded["content_mean"]), np.asarray(encoded["style_mean"])
+    alphas = np.linspace(0.0, 1.0, steps)[:, None]
+    contents, styles = (1 - alphas) * content[0] + alphas * content[1], (1 - alphas) * style[0] + alphas * style[1]
+    decoded = np.asarray(model.decode(np.tile(contents, (steps, 1)), np.repeat(styles, steps, axis=0)))
+    tiles = [list(decoded[i * steps : (i + 1) * steps]) for i in range(steps)]
+    return tile(tiles), tiles
+
+
+def generation_grid(model, group_images, num_styles=8, seed=0):
+    """Figure 5a: the group's images (first row), then decodes of the group's accumulated content
+    mean with styles drawn from the prior N(0, I) (second row).
+
+    Returns:
+        `(grid, tiles)`; `tiles[1]` are the generated images.
+    """
+    group_images = np.asarray(group_images, np.float32)
+    content = np.asarray(model.encode_groups(group_images, np.zeros(len(group_images), np.int32))["content_mean"])
+    styles = np.random.default_rng(seed).normal(size=(num_styles, model.style_dim)).astype(np.float32)
+    generated = np.asarray(model.decode(np.repeat(content, num_styles, axis=0), styles))
+    width = max(len(group_images), num_styles)
+    pad = lambda row: row + [None] * (width - len(row))  # noqa: E731
+    tiles = [pad(list(group_images)), pad(list(generated))]
+    return tile(tiles), tiles
+
+
+def evidence_grid(model, group_images):
+    """Figure 6a: one row per image of a group: the image, its reconstruction without accumulated
+    evidence (content from the image alone) and with it (content from the whole group).
+
+    Returns:
+        `(grid [n * H, 3 * W, C], tiles)`.
+    """
+    group_images = np.asarray(group_images, np.float32)
+    n = len(group_images)
+    style = np.asarray(model.encode(group_images)["style_mean"])
+    alone = np.asarray(model.encode_groups(group_images, np.arange(n, dtype=np.int32))["content_mean"])
+    together = np.asarray(model.encode_groups(group_images, np.zeros(n, np.int32))["content_mean"])
+    without, with_evidence = (np.asarray(model.decode(c, style)) for c in (alone, np.repeat(together, n, axis=0)))
+    tiles = [[group_images[i], without[i], with_evidence[i]] for i in range(n)]
     return tile(tiles), tiles
