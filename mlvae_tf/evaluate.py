@@ -110,6 +110,9 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
     parser.add_argument("--data", default="digits", choices=DATASETS, help="data set, split as in training")
     parser.add_argument("--group-key", default="label", help="the label that defines the groups")
     parser.add_argument("--max-train-images", type=int, default=5000, help="classifier training images at most")
+    parser.add_argument("--unseen-groups", action="store_true",
+                        help="the test groups were never seen in training (as MS-Celeb-1M identities): train and "
+                             "test the classifier on the test set's own images, split within each group")
     parser.add_argument("--out", default="reports/digits")
     parser.add_argument("--ks", default="1,2,5,10", help="comma-separated evidence sizes k")
     parser.add_argument("--trials", type=int, default=5)
@@ -128,7 +131,10 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
 
     model = keras.models.load_model(args.model)
     splits = mlvae_tf.data.load_splits(args.data, args.group_key, seed=args.seed)
-    metrics = evaluate(model, splits["train"], splits["test"], args.out, ks=ks, trials=args.trials, seed=args.seed,
+    train, test = splits["train"], splits["test"]
+    if args.unseen_groups:
+        train, test = mlvae_tf.evaluation.split_within_groups(test, seed=args.seed)
+    metrics = evaluate(model, train, test, args.out, ks=ks, trials=args.trials, seed=args.seed,
                        max_train_images=args.max_train_images)
     line = lambda name: ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items())  # noqa: E731
     print(f"content accuracy   {line('content_accuracy')}")

@@ -150,3 +150,15 @@ def test_interpolation_generation_and_evidence_grids_match_the_model(trained, di
     np.testing.assert_allclose(tiles[1][1], model.decode(alone[1:2], style[1:2]).numpy()[0], atol=1e-5)
     together = model.encode_groups(group[:3], np.zeros(3, np.int32))["content_mean"].numpy()
     np.testing.assert_allclose(tiles[2][2], model.decode(together, style[2:3]).numpy()[0], atol=1e-5)
+
+
+def test_unseen_groups_split_within_each_group_and_run_the_protocol():
+    from mlvae_tf.evaluation import split_within_groups
+
+    x, labels = _synthetic(per_class=20, seed=3)
+    train, test = split_within_groups((x, labels), seed=0)
+    assert len(train[1]) + len(test[1]) == len(labels)
+    assert set(train[1]) == set(test[1]) == set(range(4))  # every group on both sides
+    assert not set(map(bytes, train[0])) & set(map(bytes, test[0]))  # no image on both sides
+    metrics = compute_protocol(_represent, train, test, ks=(1, 2), K=2, trials=1, progress=False)
+    assert metrics["content_accuracy"]["2"]["mean"] == 1.0

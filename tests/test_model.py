@@ -102,3 +102,20 @@ def test_decode_is_the_likelihood_mean():
     style = np.random.default_rng(3).normal(size=(3, STYLE_DIM)).astype(np.float32)
     logits = model.decoder([content, style])["logits"].numpy()
     np.testing.assert_allclose(model.decode(content, style), 1 / (1 + np.exp(-logits)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = make_tiny_model()
+        assert model.encoder.get_layer("heads").compute_dtype == policy.removeprefix("mixed_")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        x = np.random.default_rng(0).uniform(size=(9, *INPUT_SHAPE)).astype(np.float32)
+        logs = model.train_step(tf.RaggedTensor.from_row_lengths(x, [4, 1, 4]))
+        assert np.isfinite(float(logs["loss"]))
+        grp = model.encode_groups(x, [0, 0, 1, 1, 1, 2, 2, 2, 2])
+        assert all(v.dtype == tf.float32 for v in grp.values())
+        assert all(w.dtype == "float32" for w in model.trainable_weights)  # variables stay float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

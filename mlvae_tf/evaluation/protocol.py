@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["conditional_entropy_bits", "accumulated_features", "compute_protocol"]
+__all__ = ["conditional_entropy_bits", "accumulated_features", "compute_protocol", "split_within_groups"]
 
 PARTS = ("content", "style")
 
@@ -41,6 +41,25 @@ def accumulated_features(represent, images, labels, k, rng):
         next_group += -(-len(members) // k)
     out = represent(images, group_ids)
     return np.asarray(out["content_mean"])[group_ids], np.asarray(out["style_mean"])
+
+
+def split_within_groups(part, fraction=0.5, seed=0):
+    """Splits the images of every group of `part` into two parts, for unseen groups: the model
+    never saw these groups, so the classifier is trained and tested on the test set's own images
+    (supplement 3.1), each group's images divided between its training and test sets.
+
+    Returns:
+        `(classifier_train, classifier_test)`, each `(images, labels)`.
+    """
+    images, labels = part
+    rng = np.random.default_rng(seed)
+    first = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) < 2:
+            raise ValueError(f"group {label} has {len(members)} image; unseen-group evaluation needs >= 2 per group.")
+        first[members[: max(1, min(len(members) - 1, round(fraction * len(members))))]] = True
+    return (images[first], labels[first]), (images[~first], labels[~first])
 
 
 def _classifier(seed, max_iter):
