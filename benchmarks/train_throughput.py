@@ -52,7 +52,7 @@ def batch_group_sizes(spec, observations, seed=0):
     return [size] * (observations // size) + ([observations % size] if observations % size else [])
 
 
-def measure_fit(sizes, steps, warmup, seed=0):
+def measure_fit(sizes, steps, warmup, seed=0, aggregation="product"):
     """Observations per second of `model.fit` on batches whose groups have `sizes`."""
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
@@ -61,7 +61,7 @@ def measure_fit(sizes, steps, warmup, seed=0):
     x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=False)
     model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
-                           likelihood="normal_fixed", observation_scale=1.0, seed=seed)
+                           likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     clock = _BatchClock()
     model.fit(ds, epochs=1, verbose=0, callbacks=[clock])
@@ -115,14 +115,15 @@ def main(argv=None):
     parser.add_argument("--torch-script", default=DEFAULT_TORCH_SCRIPT)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--no-bound", action="store_true", help="skip the GEMM bound (for interleaved runs)")
+    parser.add_argument("--aggregation", default="product", choices=("product", "mixture"))
     args = parser.parse_args(argv)
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
 
-    obs_per_s = measure_fit([args.group_size] * args.groups, args.steps, args.warmup)
-    result = {"impl": "mlvae_tf", "obs_per_s": round(obs_per_s, 1), **settings}
+    obs_per_s = measure_fit([args.group_size] * args.groups, args.steps, args.warmup, aggregation=args.aggregation)
+    result = {"impl": "mlvae_tf", "aggregation": args.aggregation, "obs_per_s": round(obs_per_s, 1), **settings}
     if not args.no_bound:
         bound = gemm_bound(observations)
         result.update(gemm_bound_obs_per_s=round(bound, 1), fraction_of_gemm_bound=round(obs_per_s / bound, 3))
@@ -130,8 +131,8 @@ def main(argv=None):
 
     for spec in filter(None, args.group_sizes.split(",")):
         sizes = batch_group_sizes(spec, observations)
-        rate = measure_fit(sizes, args.steps, args.warmup)
-        print(json.dumps({"group_sizes": spec, "groups_per_batch": len(sizes), "largest_group": max(sizes),
+        rate = measure_fit(sizes, args.steps, args.warmup, aggregation=args.aggregation)
+        print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes), "largest_group": max(sizes),
                           "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2)}), flush=True)
 
     if args.compare_torch:

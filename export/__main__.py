@@ -27,7 +27,7 @@ def main(argv=None, prog="python -m export"):
     try:
         manifest = export_model(args.model, args.out, args.name, version=args.version,
                                 formats=[f.strip() for f in args.formats.split(",") if f.strip()],
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, progress=True)
     except ExportError as error:
         parser.exit(1, f"{prog}: error: {error}\n")
     root = os.path.join(args.out, args.name)

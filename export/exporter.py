@@ -64,13 +64,15 @@ def _remove_stale_temporaries(folder):
                 shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
 
 
-def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False):
+def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, progress=False):
     """Exports `model` (an `MLVAE` or the path of a `.keras` file) under `out/name/`.
 
     Writes `encoder/<version>/` and `decoder/<version>/` (SavedModels), `onnx/encoder.onnx`,
     `onnx/group_encoder.onnx`, `onnx/decoder.onnx` and `manifest.json` (input shape, latent
     sizes, likelihood, package versions, SHA-256 of every file). The ONNX files and the manifest
     describe the latest export.
+
+    `progress` shows a progress bar over the writing steps (each takes seconds).
 
     Returns:
         The manifest, a dict.
@@ -99,6 +101,8 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False):
         if existing:
             raise ExportError(f"{existing[0]} already exists; pass --overwrite (overwrite=True) to replace it.")
 
+    steps = 2 * ("savedmodel" in formats) + ("onnx" in formats)
+    bar = keras.utils.Progbar(steps, unit_name="file set") if progress else None
     if "savedmodel" in formats:
         for part, write in (("encoder", savedmodel.write_encoder), ("decoder", savedmodel.write_decoder)):
             parent = os.path.dirname(targets[part])
@@ -108,6 +112,8 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False):
             os.chmod(tmp, 0o755)
             write(model, tmp)
             _replace_dir(tmp, targets[part])
+            if bar is not None:
+                bar.add(1)
     if "onnx" in formats:
         os.makedirs(root, exist_ok=True)
         _remove_stale_temporaries(root)
@@ -115,6 +121,8 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False):
         os.chmod(tmp, 0o755)
         onnx_export.write_onnx(model, tmp)
         _replace_dir(tmp, os.path.join(root, "onnx"))
+        if bar is not None:
+            bar.add(1)
 
     files = {}
     for folder, _, names in os.walk(root):
