@@ -11,8 +11,6 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 __all__ = ["main", "OneLineParser"]
 
 
@@ -77,8 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "compare":
         return "mlvae compare: error: the baselines (i.i.d. VAE, SVI, regularised VAE) are not implemented yet"
-    result = {"train": _train, "info": _info}[args.command](args)
-    return result
+    return {"train": _train, "info": _info}[args.command](args)
 
 
 if __name__ == "__main__":

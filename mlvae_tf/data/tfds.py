@@ -18,8 +18,8 @@ from mlvae_tf.data.grouped import grouped_dataset
 
 __all__ = ["from_tfds", "load_tfds_arrays", "mnist_datasets", "MNIST_SPLITS", "MAX_IN_MEMORY_BYTES"]
 
-MAX_IN_MEMORY_BYTES = 2 * 1024**3
-MNIST_SPLITS = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}  # the paper's section 4  # splits larger than this are streamed when `in_memory=None`
+MAX_IN_MEMORY_BYTES = 2 * 1024**3  # splits larger than this are streamed when `in_memory=None`
+MNIST_SPLITS = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}  # the paper's section 4
 
 
 def _builder(name_or_builder, data_dir, download):
