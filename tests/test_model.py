@@ -119,3 +119,20 @@ def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(polic
         assert all(w.dtype == "float32" for w in model.trainable_weights)  # variables stay float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_train_step_is_traced_at_most_twice_whatever_the_group_sizes(digits_split):
+    """Ragged batches of varying group sizes and counts must not retrace the step each batch."""
+    traces = []
+
+    class Counting(mlvae_tf.MLVAE):
+        def train_step(self, data):
+            traces.append(1)  # runs only while tracing
+            return super().train_step(data)
+
+    x, labels = digits_split["train"]
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=7, seed=0)
+    model = Counting(input_shape=INPUT_SHAPE, content_dim=CONTENT_DIM, style_dim=STYLE_DIM, hidden_units=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(ds, epochs=2, verbose=0)
+    assert 2 * int(ds.cardinality()) > 100 and len(traces) <= 2

@@ -133,3 +133,14 @@ def test_fashion_mnist_splits_follow_the_paper():
     assert {k: len(v[1]) for k, v in splits.items()} == {"train": 50_000, "val": 10_000, "test": 10_000}
     assert splits["train"][0].shape[1:] == (28, 28, 1) and splits["train"][0].dtype == np.float32
     assert set(np.unique(splits["test"][1])) == set(range(10)) and np.all(np.bincount(splits["test"][1]) == 1000)
+
+
+def test_streamed_grouping_is_reproducible_for_a_seed(shapes_dir):
+    def first_batches(seed):
+        ds = mlvae_tf.data.from_tfds("grouped_shapes/small", "shape", groups_per_batch=4, max_group_size=5,
+                                     seed=seed, in_memory=False, data_dir=str(shapes_dir), download=False)
+        return [b.flat_values.numpy() for b in ds.take(3)]
+
+    first, again, other = first_batches(3), first_batches(3), first_batches(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(first, other))
