@@ -1,6 +1,9 @@
 """`make demo`: train the ML-VAE on the bundled 8x8 digits grouped by label, and say what it did.
 
-python -m mlvae_tf.demo [--epochs 40] [--out runs/demo] [--seed 0]
+python -m mlvae_tf.demo [--epochs 120] [--out runs/demo] [--seed 0]
+
+The settings are `configs/digits.yaml`'s (`mlvae_tf.config.DEFAULTS`), so `mlvae train` with the
+default config trains the same model.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mlvae_tf  # noqa: E402
+from mlvae_tf.config import DEFAULTS  # noqa: E402
 
 __all__ = ["main"]
 
@@ -29,7 +33,7 @@ def _probe_accuracy(model, splits, name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["train"]["epochs"])
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", default="savedmodels", help="where to export the demo model ('' to skip)")
@@ -41,14 +45,17 @@ def main(argv=None):
     sizes = {name: len(labels) for name, (_, labels) in splits.items()}
     print(f"Data: scikit-learn's 8x8 digits, {sum(sizes.values())} images grouped by label (10 groups); "
           f"{sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images.")
-    train = mlvae_tf.data.grouped_dataset(*splits["train"], groups_per_batch=8, max_group_size=10, seed=args.seed)
-    val = mlvae_tf.data.grouped_dataset(*splits["val"], groups_per_batch=8, max_group_size=10, shuffle=False)
+    data, settings = DEFAULTS["data"], DEFAULTS["model"]
+    batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
+    train = mlvae_tf.data.grouped_dataset(*splits["train"], shuffle=True, seed=args.seed, **batches)
+    val = mlvae_tf.data.grouped_dataset(*splits["val"], shuffle=False, **batches)
 
-    model = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=10, style_dim=10, architecture="mlp",
-                           likelihood="bernoulli", aggregation="product", seed=args.seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    print(f"Model: ML-VAE, mlp 500 tanh, content 10, style 10, Bernoulli likelihood, product of Normals; "
-          f"training {args.epochs} epochs on batches of 8 groups of <= 10 images (Adam 1e-3).")
+    model = mlvae_tf.MLVAE(input_shape=(8, 8, 1), seed=args.seed, **settings)
+    model.compile(optimizer=keras.optimizers.Adam(DEFAULTS["train"]["learning_rate"]))
+    print(f"Model: ML-VAE, mlp {settings['hidden_units']} tanh, content {settings['content_dim']}, style "
+          f"{settings['style_dim']}, {settings['likelihood']} likelihood, {settings['aggregation']} of Normals; "
+          f"{args.epochs} epochs on batches of {batches['groups_per_batch']} groups of <= "
+          f"{batches['max_group_size']} images (Adam {DEFAULTS['train']['learning_rate']}).")
     start = time.time()
     history = model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
     seconds = time.time() - start

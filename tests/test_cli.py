@@ -74,7 +74,7 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path):
     _run("export", "--model", model, "--out", str(tmp_path / "sm"), "--name", "digits", "--formats", "onnx")
     assert (tmp_path / "sm" / "digits" / "onnx" / "encoder.onnx").exists()
     result = _run("info", "--model", model)
-    assert '"content_dim": 10' in result.stdout and '"style_dim": 10' in result.stdout
+    assert '"content_dim": 10' in result.stdout and '"style_dim": 3' in result.stdout
 
 
 @pytest.mark.parametrize(
