@@ -52,17 +52,22 @@ def batch_group_sizes(spec, observations, seed=0):
     return [size] * (observations // size) + ([observations % size] if observations % size else [])
 
 
-def measure_fit(sizes, steps, warmup, seed=0, aggregation="product"):
-    """Observations per second of `model.fit` on batches whose groups have `sizes`."""
+def measure_fit(sizes, steps, warmup, seed=0, aggregation="product", jit=False):
+    """Observations per second of `model.fit` on batches whose groups have `sizes`.
+
+    With `jit`, the ragged batches are turned into `(images, group_ids)` pairs inside the tf.data
+    pipeline and the step is compiled with XLA (which cannot compile ragged-tensor ops)."""
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
     batches = steps + warmup
     labels = np.repeat(np.arange(len(sizes) * batches), np.tile(sizes, batches))
     x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=False)
+    if jit:
+        ds = mlvae_tf.data.to_pairs(ds)
     model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
                            likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
     clock = _BatchClock()
     model.fit(ds, epochs=1, verbose=0, callbacks=[clock])
     seconds = clock.times[-1] - clock.times[warmup - 1]
@@ -116,14 +121,16 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--no-bound", action="store_true", help="skip the GEMM bound (for interleaved runs)")
     parser.add_argument("--aggregation", default="product", choices=("product", "mixture"))
+    parser.add_argument("--jit", action="store_true", help="(images, group_ids) pairs and an XLA-compiled step")
     args = parser.parse_args(argv)
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
 
-    obs_per_s = measure_fit([args.group_size] * args.groups, args.steps, args.warmup, aggregation=args.aggregation)
-    result = {"impl": "mlvae_tf", "aggregation": args.aggregation, "obs_per_s": round(obs_per_s, 1), **settings}
+    obs_per_s = measure_fit([args.group_size] * args.groups, args.steps, args.warmup, aggregation=args.aggregation,
+                            jit=args.jit)
+    result = {"impl": "mlvae_tf", "aggregation": args.aggregation, "jit": args.jit, "obs_per_s": round(obs_per_s, 1), **settings}
     if not args.no_bound:
         bound = gemm_bound(observations)
         result.update(gemm_bound_obs_per_s=round(bound, 1), fraction_of_gemm_bound=round(obs_per_s / bound, 3))
@@ -131,7 +138,7 @@ def main(argv=None):
 
     for spec in filter(None, args.group_sizes.split(",")):
         sizes = batch_group_sizes(spec, observations)
-        rate = measure_fit(sizes, args.steps, args.warmup, aggregation=args.aggregation)
+        rate = measure_fit(sizes, args.steps, args.warmup, aggregation=args.aggregation, jit=args.jit)
         print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes), "largest_group": max(sizes),
                           "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2)}), flush=True)
 

@@ -122,7 +122,9 @@ class MLVAE(keras.Model):
                 os.remove(tmp)
 
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
-        """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops."""
+        """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops.
+        `jit_compile=True` works with batches given as `(images, group_ids)` pairs
+        (`mlvae_tf.data.to_pairs`), and is faster there (benchmarks/README.md)."""
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def compile_from_config(self, config):
