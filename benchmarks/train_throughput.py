@@ -145,6 +145,7 @@ def main(argv=None):
     if args.compare_torch:
         ours_cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--groups", str(args.groups),
                     "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound"]
+        ours_cmd += ["--jit"] if args.jit else []
         torch_cmd = [args.compare_torch, args.torch_script, "--groups", str(args.groups), "--group-size",
                      str(args.group_size), "--steps", str(args.steps)]
         ratios = []
