@@ -52,31 +52,47 @@ def batch_group_sizes(spec, observations, seed=0):
     return [size] * (observations // size) + ([observations % size] if observations % size else [])
 
 
-def measure_fit(sizes, steps, warmup, seed=0, aggregation="product", jit=False):
-    """Observations per second of `model.fit` on batches whose groups have `sizes`.
+def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", jit=False, steps_per_execution=1,
+               between=None):
+    """Observations per second of `model.fit`, one figure per round, on batches whose groups have `sizes`.
 
-    With `jit`, the ragged batches are turned into `(images, group_ids)` pairs inside the tf.data
-    pipeline and the step is compiled with XLA (which cannot compile ragged-tensor ops)."""
+    One model and one repeated `grouped_dataset` pipeline serve `warmup` steps, then `rounds` calls
+    of `fit` of `steps` steps each; each round is timed from its first to its last executed step
+    (so a fit call's set-up is not counted), and `between()` runs after each round (the GEMM bound,
+    so that both see the same state of this shared machine). With `jit`, the ragged batches become
+    `(images, group_ids)` pairs inside tf.data and the step is compiled with XLA.
+    """
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
-    batches = steps + warmup
+    batches = 8  # distinct batches of data, cycled
     labels = np.repeat(np.arange(len(sizes) * batches), np.tile(sizes, batches))
     x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
-    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=False)
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=False).repeat()
     if jit:
         ds = mlvae_tf.data.to_pairs(ds)
     model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
                            likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-    clock = _BatchClock()
-    model.fit(ds, epochs=1, verbose=0, callbacks=[clock])
-    seconds = clock.times[-1] - clock.times[warmup - 1]
-    return per_batch * steps / seconds
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
+    model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
+    rates = []
+    for _ in range(rounds):
+        clock = _BatchClock()
+        model.fit(ds, epochs=1, steps_per_epoch=steps + steps_per_execution, verbose=0, callbacks=[clock])
+        rates.append(per_batch * steps / (clock.times[-1] - clock.times[0]))
+        if between is not None:
+            between()
+    return rates
 
 
-def gemm_bound(observations):
-    """Observations/s allowed by the matrix products alone of one training step (forward, weight
-    gradients, input gradients except the first layer's) on this model's shapes."""
+def measure_fit(sizes, steps, warmup, **kwargs):
+    """Observations per second of `model.fit` (see `fit_rounds`), one round."""
+    return fit_rounds(sizes, steps, warmup, **kwargs)[0]
+
+
+def gemm_step(observations):
+    """A `tf.function` running the matrix products alone of one training step (forward, weight
+    gradients, input gradients except the first layer's) on this model's shapes, as
+    `../shared/bench/gemm_bound.py` does."""
     n, d_in, h, d = observations, int(np.prod(INPUT_SHAPE)), HIDDEN, LATENT
     r = lambda *shape: tf.random.normal(shape)  # noqa: E731
     x, w1, w2, w3, w4 = r(n, d_in), r(d_in, h), r(h, 4 * d), r(2 * d, h), r(h, d_in)
@@ -94,13 +110,20 @@ def gemm_bound(observations):
         return [tf.reduce_sum(t[:1, :1]) for t in products]
 
     step()
+    return step
+
+
+def gemm_bound(observations, step=None, repeats=5, calls=30):
+    """Observations/s allowed by the matrix products alone of one training step: the best of
+    `repeats` timings of `calls` calls of `gemm_step`."""
+    step = step or gemm_step(observations)
     best = float("inf")
-    for _ in range(5):
+    for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(30):
+        for _ in range(calls):
             out = step()
         [o.numpy() for o in out]
-        best = min(best, (time.perf_counter() - start) / 30)
+        best = min(best, (time.perf_counter() - start) / calls)
     return observations / best
 
 
@@ -113,8 +136,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=64)
     parser.add_argument("--group-size", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=60, help="steps per timed round")
     parser.add_argument("--warmup", type=int, default=30, help="steps before timing (the first fit of a process pays one-time costs)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the main measurement, each followed by the GEMM bound")
     parser.add_argument("--group-sizes", default="", help="comma-separated specs, e.g. 1,10,100,skewed")
     parser.add_argument("--compare-torch", metavar="PYTHON", help="interpreter with torch for the reference")
     parser.add_argument("--torch-script", default=DEFAULT_TORCH_SCRIPT)
@@ -122,29 +146,42 @@ def main(argv=None):
     parser.add_argument("--no-bound", action="store_true", help="skip the GEMM bound (for interleaved runs)")
     parser.add_argument("--aggregation", default="product", choices=("product", "mixture"))
     parser.add_argument("--jit", action="store_true", help="(images, group_ids) pairs and an XLA-compiled step")
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
     args = parser.parse_args(argv)
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
+                "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
                 "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
+    fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution}
 
-    obs_per_s = measure_fit([args.group_size] * args.groups, args.steps, args.warmup, aggregation=args.aggregation,
-                            jit=args.jit)
-    result = {"impl": "mlvae_tf", "aggregation": args.aggregation, "jit": args.jit, "obs_per_s": round(obs_per_s, 1), **settings}
+    bounds = []
+    between = None
     if not args.no_bound:
-        bound = gemm_bound(observations)
-        result.update(gemm_bound_obs_per_s=round(bound, 1), fraction_of_gemm_bound=round(obs_per_s / bound, 3))
+        step = gemm_step(observations)
+        between = lambda: bounds.append(gemm_bound(observations, step))  # noqa: E731
+    rates = fit_rounds([args.group_size] * args.groups, args.steps, args.warmup, rounds=args.rounds,
+                       between=between, **fit_args)
+    result = {"impl": "mlvae_tf", **fit_args, "obs_per_s": round(statistics.median(rates), 1),
+              "obs_per_s_rounds": [round(r) for r in rates], **settings}
+    if bounds:
+        fractions = [r / b for r, b in zip(rates, bounds)]
+        result.update(gemm_bound_obs_per_s=round(statistics.median(bounds), 1),
+                      gemm_bound_rounds=[round(b) for b in bounds],
+                      fraction_of_gemm_bound=round(statistics.median(fractions), 3),
+                      fraction_rounds=[round(f, 3) for f in fractions])
     print(json.dumps(result), flush=True)
 
     for spec in filter(None, args.group_sizes.split(",")):
         sizes = batch_group_sizes(spec, observations)
-        rate = measure_fit(sizes, args.steps, args.warmup, aggregation=args.aggregation, jit=args.jit)
+        rate = statistics.median(fit_rounds(sizes, args.steps, args.warmup, rounds=3, **fit_args))
         print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes), "largest_group": max(sizes),
                           "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2)}), flush=True)
 
     if args.compare_torch:
         ours_cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--groups", str(args.groups),
-                    "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound"]
+                    "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound", "--rounds", "1",
+                    "--steps-per-execution", str(args.steps_per_execution)]
         ours_cmd += ["--jit"] if args.jit else []
         torch_cmd = [args.compare_torch, args.torch_script, "--groups", str(args.groups), "--group-size",
                      str(args.group_size), "--steps", str(args.steps)]
