@@ -1,5 +1,7 @@
 """End to end on the bundled digits: one model trained per session (tests/conftest.py)."""
 
+import os
+
 import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -68,3 +70,17 @@ def test_save_is_atomic_a_failed_write_keeps_the_old_file(trained, tmp_path, mon
         pass
     assert path.read_bytes() == before  # the old model is intact
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left behind
+
+
+def test_train_on_the_xla_pair_path_with_several_steps_per_execution(tmp_path):
+    from mlvae_tf.config import load_config
+    from mlvae_tf.training import train
+
+    config = load_config(overrides=["train.epochs=2", "train.jit_compile=true", "train.steps_per_execution=3",
+                                    "model.hidden_units=32", "train.grid_every=2", "data.groups_per_batch=64",
+                                    "data.max_group_size=1"])  # one batch size: few XLA compilations
+    run_dir, history = train(config, runs_dir=str(tmp_path), verbose=0)
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    assert np.all(np.isfinite(history["val_loss"]))
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    assert model.jit_compile is True and model.steps_per_execution == 3  # the fast path is kept on reload

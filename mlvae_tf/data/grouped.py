@@ -185,5 +185,6 @@ def to_pairs(dataset):
         >>> model.compile(optimizer="adam", jit_compile=True)
         >>> model.fit(to_pairs(grouped_dataset(x, labels, groups_per_batch=64)), epochs=10)
     """
-    return dataset.map(lambda groups: (groups.flat_values, tf.cast(groups.value_rowids(), tf.int32)),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    pairs = dataset.map(lambda groups: (groups.flat_values, tf.cast(groups.value_rowids(), tf.int32)),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pairs.prefetch(tf.data.AUTOTUNE)  # the step then takes a ready batch, never waits on the map
