@@ -124,7 +124,13 @@ class MLVAE(keras.Model):
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
         """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops.
         `jit_compile=True` works with batches given as `(images, group_ids)` pairs
-        (`mlvae_tf.data.to_pairs`), and is faster there (benchmarks/README.md)."""
+        (`mlvae_tf.data.to_pairs`, with `pad_to` for one compilation), and is faster there,
+        more so with `steps_per_execution=10` (benchmarks/README.md)."""
+        if jit_compile is True and self.aggregation == "mixture":
+            raise ValueError(
+                "`jit_compile=True` needs aggregation='product': the mixture's KL uses ragged ops that XLA "
+                "cannot compile."
+            )
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def compile_from_config(self, config):
@@ -224,13 +230,17 @@ class MLVAE(keras.Model):
 
     # Training.
 
-    def compute_elbo_terms(self, images, group_ids, num_groups, training=False, noise=None):
+    def compute_elbo_terms(self, images, group_ids, num_groups, training=False, noise=None, num_segments=None):
         """The terms of eq. 5 on flat observations (see `mlvae_tf.losses.average_group_elbo`).
 
         Args:
-            images: `[N, *input_shape]`; group_ids: int32 `[N]`; num_groups: scalar.
+            images: `[N, *input_shape]`; group_ids: int32 `[N]` (-1: a padding row, left out);
+            num_groups: scalar, the number of groups (the loss is per group).
             noise: optional dict of standard noise `content` `[N, content_dim]`, `style`
                 `[N, style_dim]` and, for the mixture, `component` uniform `[N]`; drawn when omitted.
+            num_segments: rows of the per-group tensors, `>= num_groups` (`num_groups` when
+                omitted). Under XLA it must not depend on the data, or every batch recompiles:
+                the pair form passes the batch size.
 
         Returns:
             dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content`.
@@ -239,24 +249,33 @@ class MLVAE(keras.Model):
         if noise is None:
             noise = self._draw_noise(tf.shape(images)[0])
         content_mean, content_log_var = encoded["content_mean"], encoded["content_log_var"]
+        # Padding rows (`to_pairs(pad_to=...)`) have group id -1: segment sums drop them, and
+        # their per-observation terms are masked out below.
+        observed = tf.cast(group_ids >= 0, tf.float32)  # [N]
+        segments = num_groups if num_segments is None else num_segments
         if self.aggregation == "product":
             group_mean, group_log_var = grouping.product_of_normals(
-                content_mean, content_log_var, group_ids, num_groups
-            )  # [G, content_dim]
+                content_mean, content_log_var, group_ids, segments
+            )  # [segments, content_dim]; empty segments are the prior, with KL 0
+            rows = tf.maximum(group_ids, 0)
             content = distributions.reparameterize(
-                tf.gather(group_mean, group_ids), tf.gather(group_log_var, group_ids), noise["content"]
+                tf.gather(group_mean, rows), tf.gather(group_log_var, rows), noise["content"]
             )  # [N, content_dim]
-            kl_content = distributions.kl_standard_normal(group_mean, group_log_var)  # [G]
+            kl_content = distributions.kl_standard_normal(group_mean, group_log_var)  # [segments]
         else:
-            member = grouping.sample_mixture_components(group_ids, num_groups, noise["component"])  # [N]
+            check = tf.debugging.assert_non_negative(
+                group_ids, message="aggregation='mixture' takes no padding rows (group id -1); use to_pairs without pad_to"
+            )
+            with tf.control_dependencies([check]):
+                member = grouping.sample_mixture_components(group_ids, segments, noise["component"])  # [N]
             content = distributions.reparameterize(
                 tf.gather(content_mean, member), tf.gather(content_log_var, member), noise["content"]
             )
             kl_content = distributions.mixture_kl_standard_normal(
-                content, content_mean, content_log_var, group_ids, num_groups
-            )
+                content, content_mean, content_log_var, group_ids, segments
+            )  # [segments], 0 for empty ones
         style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
-        kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"])  # [N]
+        kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"]) * observed  # [N]
         # Pixels flattened to one event axis: the same log-density, and a reduction XLA's CPU
         # backend runs several times faster than over a trailing axis of size 1.
         flat = lambda t: tf.reshape(t, (-1, int(np.prod(self.input_shape))))  # noqa: E731
@@ -264,27 +283,27 @@ class MLVAE(keras.Model):
         params = {name: flat(tf.cast(value, images.dtype)) for name, value in params.items()}
         log_likelihood = distributions.likelihood(self.likelihood, params, 1, self.observation_scale).log_prob(
             flat(images)
-        )  # [N]
+        ) * tf.cast(observed, images.dtype)  # [N]
         return losses.average_group_elbo(
             log_likelihood, kl_style, kl_content, num_groups, self.kl_style_weight, self.kl_content_weight
         )
 
     def train_step(self, data):
-        images, group_ids, num_groups = self._unpack(data)
+        images, group_ids, num_groups, segments = self._unpack(data)
         with tf.GradientTape() as tape:
-            terms = self.compute_elbo_terms(images, group_ids, num_groups, training=True)
+            terms = self.compute_elbo_terms(images, group_ids, num_groups, training=True, num_segments=segments)
             loss = self.optimizer.scale_loss(terms["loss"] + sum(self.losses))
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self._update_trackers(terms, num_groups)
 
     def test_step(self, data):
-        images, group_ids, num_groups = self._unpack(data)
-        terms = self.compute_elbo_terms(images, group_ids, num_groups, training=False)
+        images, group_ids, num_groups, segments = self._unpack(data)
+        terms = self.compute_elbo_terms(images, group_ids, num_groups, training=False, num_segments=segments)
         return self._update_trackers(terms, num_groups)
 
     def predict_step(self, data):
-        images, _, _ = self._unpack(data)
+        images = self._unpack(data)[0]
         return self._encode(images)
 
     # Helpers.
@@ -311,18 +330,22 @@ class MLVAE(keras.Model):
         return noise
 
     def _unpack(self, data):
-        """A batch of groups -> `(images [N, *input_shape], group_ids int32 [N], num_groups)`."""
+        """A batch of groups -> `(images [N, *input_shape], group_ids int32 [N], num_groups, num_segments)`.
+
+        For pairs, `num_segments` is the batch size, never a value of the data: XLA needs the
+        segment count at compile time and would otherwise compile anew for every batch."""
         if isinstance(data, tf.RaggedTensor):
             if data.ragged_rank != 1:
                 raise ValueError(
                     "A batch of groups must be a RaggedTensor [groups, (observations), *input_shape] with one "
                     f"ragged dimension, got ragged_rank {data.ragged_rank}."
                 )
-            return data.flat_values, tf.cast(data.value_rowids(), tf.int32), tf.cast(data.nrows(), tf.int32)
+            num_groups = tf.cast(data.nrows(), tf.int32)
+            return data.flat_values, tf.cast(data.value_rowids(), tf.int32), num_groups, num_groups
         if isinstance(data, (tuple, list)) and len(data) == 2:
             images, group_ids = data
             group_ids = tf.cast(group_ids, tf.int32)
-            return images, group_ids, tf.reduce_max(group_ids) + 1
+            return images, group_ids, tf.reduce_max(group_ids) + 1, tf.shape(group_ids)[0]
         raise ValueError(
             "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
             f"(images, group_ids); got {type(data).__name__}."

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from mlvae_tf.data import grouped_dataset, load_splits, to_pairs
+from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
 from mlvae_tf.model import MLVAE
 
@@ -72,8 +72,9 @@ def train(config, runs_dir="runs", verbose="auto"):
     batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
     train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], **batches)
     val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
-    if settings["jit_compile"]:  # XLA compiles the (images, group_ids) pair form, not ragged tensors
-        train_ds, val_ds = to_pairs(train_ds), to_pairs(val_ds)
+    if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
+        train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
+                            for ds, part in ((train_ds, "train"), (val_ds, "val")))
 
     model = MLVAE(input_shape=splits["train"][0].shape[1:], seed=settings["seed"], **config["model"])
     model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"],

@@ -129,3 +129,34 @@ def test_split_observations_is_a_reproducible_partition():
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(101))
     again = mlvae_tf.data.split_observations(101, (0.7, 0.15, 0.15), seed=4)
     assert all(np.array_equal(p, q) for p, q in zip(parts, again))
+
+
+@pytest.mark.parametrize("max_group_size, largest", [(None, 23 + 17 + 10), (5, 5 + 5 + 5)])
+def test_largest_batch_is_the_sum_of_the_largest_chunks_and_bounds_every_batch(max_group_size, largest):
+    x, labels = _indexed_data()
+    assert mlvae_tf.data.largest_batch(labels, 3, max_group_size) == largest
+    for seed in range(5):
+        ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=max_group_size, seed=seed)
+        assert max(sum(len(g) for g in batch) for batch in _epoch(ds)) <= largest
+
+
+def test_to_pairs_pads_every_batch_to_one_shape_and_keeps_the_groups():
+    x, labels = _indexed_data()
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, shuffle=False)
+    pad = mlvae_tf.data.largest_batch(labels, 3, 5)
+    pairs = mlvae_tf.data.to_pairs(ds, pad_to=pad)
+    assert [spec.shape.as_list() for spec in pairs.element_spec] == [[pad, 2, 3], [pad]]
+    for groups, (images, group_ids) in zip(ds, pairs.as_numpy_iterator()):
+        n = len(groups.flat_values)
+        np.testing.assert_array_equal(images[:n], groups.flat_values)
+        np.testing.assert_array_equal(group_ids[:n], groups.value_rowids())
+        assert np.all(images[n:] == 0) and np.all(group_ids[n:] == -1)
+
+
+def test_to_pairs_names_pad_to_when_it_is_bad_or_too_small():
+    x, labels = _indexed_data()
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, shuffle=False)
+    with pytest.raises(ValueError, match="`pad_to`"):
+        mlvae_tf.data.to_pairs(ds, pad_to=0)
+    with pytest.raises(Exception, match="more observations than `pad_to` \\(4\\)"):
+        list(mlvae_tf.data.to_pairs(ds, pad_to=4))

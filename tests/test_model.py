@@ -152,11 +152,67 @@ def test_xla_compiled_step_on_pairs_gives_the_same_loss_as_the_ragged_step(digit
     rng = np.random.default_rng(0)
     noise = {"content": rng.normal(size=(n, CONTENT_DIM)).astype(np.float32),
              "style": rng.normal(size=(n, STYLE_DIM)).astype(np.float32)}
-    eager = model.compute_elbo_terms(*model._unpack(first), noise=noise)["loss"]
-    compiled = tf.function(lambda data: model.compute_elbo_terms(*model._unpack(data), noise=noise)["loss"],
-                           jit_compile=True)((images, group_ids))
+    def loss(data):
+        images, group_ids, num_groups, segments = model._unpack(data)
+        return model.compute_elbo_terms(images, group_ids, num_groups, noise=noise, num_segments=segments)["loss"]
+
+    eager = loss(first)
+    compiled = tf.function(loss, jit_compile=True)((images, group_ids))
     np.testing.assert_allclose(compiled.numpy(), eager.numpy(), rtol=1e-5)
 
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     history = model.fit(pairs, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def _padded_batch(n_pad, group_sizes, seed=0):
+    """A pair batch of groups of `group_sizes`, padded to `n_pad` rows, and its noise."""
+    rng = np.random.default_rng(seed)
+    n = sum(group_sizes)
+    images = np.zeros((n_pad, *INPUT_SHAPE), np.float32)
+    images[:n] = rng.uniform(size=(n, *INPUT_SHAPE))
+    group_ids = np.full(n_pad, -1, np.int32)
+    group_ids[:n] = np.repeat(np.arange(len(group_sizes)), group_sizes)
+    noise = {"content": rng.normal(size=(n_pad, CONTENT_DIM)).astype(np.float32),
+             "style": rng.normal(size=(n_pad, STYLE_DIM)).astype(np.float32)}
+    return images, group_ids, noise
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_padding_rows_change_neither_the_loss_nor_its_gradients(jit):
+    model = make_tiny_model()
+    images, group_ids, noise = _padded_batch(20, [4, 1, 6, 3])
+    n = 14
+
+    def terms_and_gradients(images, group_ids, noise):
+        with tf.GradientTape() as tape:
+            images_, ids, num_groups, segments = model._unpack((tf.convert_to_tensor(images), tf.convert_to_tensor(group_ids)))
+            terms = model.compute_elbo_terms(images_, ids, num_groups, noise=noise, num_segments=segments)
+        return terms, tape.gradient(terms["loss"], model.trainable_weights)
+
+    run = tf.function(terms_and_gradients, jit_compile=True) if jit else terms_and_gradients
+    padded, padded_grads = run(images, group_ids, noise)
+    plain, plain_grads = run(images[:n], group_ids[:n], {k: v[:n] for k, v in noise.items()})
+    for name in ("loss", "reconstruction", "kl_style", "kl_content"):
+        np.testing.assert_allclose(padded[name], plain[name], rtol=1e-5, err_msg=name)
+    for a, b in zip(padded_grads, plain_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_xla_step_is_one_program_for_any_group_layout_of_a_batch_size():
+    """The segment count must not come from the data: XLA would compile anew for every batch."""
+    model = make_tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    step = tf.function(model.train_step, jit_compile=True)
+    programs = set()
+    for sizes in ([4, 1, 6, 3], [2, 2, 2, 2, 2, 2, 2], [20]):
+        images, group_ids, _ = _padded_batch(20, sizes)
+        programs.add(step.experimental_get_compiler_ir((tf.constant(images), tf.constant(group_ids)))(stage="hlo"))
+    assert len(programs) == 1
+
+
+def test_mixture_refuses_xla_up_front():
+    model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=CONTENT_DIM, style_dim=STYLE_DIM, hidden_units=8,
+                           aggregation="mixture")
+    with pytest.raises(ValueError, match="`jit_compile=True` needs aggregation='product'"):
+        model.compile(jit_compile=True)

@@ -4,10 +4,17 @@
 """
 
 from mlvae_tf.data.digits import DIGITS_SPLIT, digits_splits, load_digits
-from mlvae_tf.data.grouped import group_index, grouped_dataset, split_groups, split_observations, to_pairs
+from mlvae_tf.data.grouped import (
+    group_index,
+    grouped_dataset,
+    largest_batch,
+    split_groups,
+    split_observations,
+    to_pairs,
+)
 from mlvae_tf.data.idx import fashion_mnist_splits, load_fashion_mnist, read_idx
 from mlvae_tf.data.splits import load_splits
 from mlvae_tf.data.tfds import from_tfds, load_tfds_arrays, mnist_datasets
 
-__all__ = ["grouped_dataset", "to_pairs", "split_groups", "split_observations", "group_index", "load_digits", "digits_splits",
+__all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "group_index", "load_digits", "digits_splits",
            "DIGITS_SPLIT", "from_tfds", "load_tfds_arrays", "mnist_datasets", "load_splits", "read_idx", "load_fashion_mnist", "fashion_mnist_splits"]

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from mlvae_tf import validation
 
-__all__ = ["grouped_dataset", "to_pairs", "split_groups", "split_observations", "group_index"]
+__all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "group_index"]
 
 
 def group_index(labels):
@@ -175,16 +175,52 @@ def split_observations(num_observations, fractions=(0.7, 0.15, 0.15), seed=0):
     return tuple(np.split(order, (np.cumsum(fractions)[:-1] * num_observations).astype(int)))
 
 
-def to_pairs(dataset):
+def to_pairs(dataset, pad_to=None):
     """Batches of groups as `(images [N, ...], group_ids int32 [N])` pairs instead of ragged tensors.
 
     The pair form is what XLA can compile (`model.compile(jit_compile=True)`), what exported graphs
     take and what distributed input uses. The conversion runs in the tf.data pipeline.
 
+    XLA compiles the step once per batch size; batches of whole groups vary in size. With
+    `pad_to`, every batch is padded to `pad_to` observations (zero images, group id -1, which
+    `MLVAE` leaves out of the loss), so the step compiles once. `largest_batch` gives the size.
+
+    Args:
+        dataset: batches of groups, `tf.RaggedTensor` `[groups, (observations), ...]`.
+        pad_to: `None`, or the number of observations of every batch (an int >= the largest batch;
+            a larger batch raises an error when it is read).
+
     Example:
-        >>> model.compile(optimizer="adam", jit_compile=True)
-        >>> model.fit(to_pairs(grouped_dataset(x, labels, groups_per_batch=64)), epochs=10)
+        >>> model.compile(optimizer="adam", jit_compile=True, steps_per_execution=10)
+        >>> ds = grouped_dataset(x, labels, groups_per_batch=64, max_group_size=10)
+        >>> model.fit(to_pairs(ds, pad_to=largest_batch(labels, 64, 10)), epochs=10)
     """
-    pairs = dataset.map(lambda groups: (groups.flat_values, tf.cast(groups.value_rowids(), tf.int32)),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if pad_to is not None:
+        pad_to = validation.check_positive_int(pad_to, "pad_to")
+
+    def pair(groups):
+        images, group_ids = groups.flat_values, tf.cast(groups.value_rowids(), tf.int32)
+        if pad_to is None:
+            return images, group_ids
+        extra = pad_to - tf.shape(images)[0]
+        check = tf.debugging.assert_non_negative(
+            extra, message=f"to_pairs: a batch has more observations than `pad_to` ({pad_to})"
+        )
+        with tf.control_dependencies([check]):
+            images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
+        group_ids = tf.pad(group_ids, [[0, extra]], constant_values=-1)
+        return tf.ensure_shape(images, [pad_to, *images.shape[1:]]), tf.ensure_shape(group_ids, [pad_to])
+
+    pairs = dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return pairs.prefetch(tf.data.AUTOTUNE)  # the step then takes a ready batch, never waits on the map
+
+
+def largest_batch(group_ids, groups_per_batch, max_group_size=None):
+    """The most observations a `grouped_dataset` batch of these groups can hold: the sum of the
+    `groups_per_batch` largest groups (chunks of at most `max_group_size`). For `to_pairs(pad_to=...)`."""
+    ids, _ = group_index(group_ids)
+    groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    if max_group_size is not None:
+        max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
+    lengths = np.sort(_chunk_lengths(np.bincount(ids), max_group_size))
+    return int(lengths[-groups_per_batch:].sum())
