@@ -264,7 +264,7 @@ class MLVAE(keras.Model):
             kl_content = distributions.kl_standard_normal(group_mean, group_log_var)  # [segments]
         else:
             check = tf.debugging.assert_non_negative(
-                group_ids, message="aggregation='mixture' takes no padding rows (group id -1); use to_pairs without pad_to"
+                group_ids, message="aggregation='mixture' takes no padding rows (group id -1): no `pad_to`"
             )
             with tf.control_dependencies([check]):
                 member = grouping.sample_mixture_components(group_ids, segments, noise["component"])  # [N]

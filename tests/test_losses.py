@@ -81,13 +81,13 @@ def test_ragged_batch_and_pair_batch_unpack_to_the_same_flat_groups():
     model = make_tiny_model()
     x = np.arange(7 * 64, dtype=np.float32).reshape(7, 8, 8, 1)
     ragged = tf.RaggedTensor.from_row_lengths(x, [1, 4, 2])
-    images, group_ids, num_groups = model._unpack(ragged)
+    images, group_ids, num_groups, segments = model._unpack(ragged)
     np.testing.assert_array_equal(images, x)
     np.testing.assert_array_equal(group_ids, [0, 1, 1, 1, 1, 2, 2])
-    assert int(num_groups) == 3
-    images, pair_ids, num_groups = model._unpack((x, np.array([0, 1, 1, 1, 1, 2, 2])))
+    assert int(num_groups) == int(segments) == 3
+    images, pair_ids, num_groups, segments = model._unpack((x, np.array([0, 1, 1, 1, 1, 2, 2])))
     np.testing.assert_array_equal(pair_ids, group_ids)
-    assert int(num_groups) == 3
+    assert int(num_groups) == 3 and int(segments) == 7  # the batch size: never a value of the data
 
 
 def test_closed_form_kl_equals_monte_carlo():

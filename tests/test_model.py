@@ -186,7 +186,8 @@ def test_padding_rows_change_neither_the_loss_nor_its_gradients(jit):
 
     def terms_and_gradients(images, group_ids, noise):
         with tf.GradientTape() as tape:
-            images_, ids, num_groups, segments = model._unpack((tf.convert_to_tensor(images), tf.convert_to_tensor(group_ids)))
+            batch = (tf.convert_to_tensor(images), tf.convert_to_tensor(group_ids))
+            images_, ids, num_groups, segments = model._unpack(batch)
             terms = model.compute_elbo_terms(images_, ids, num_groups, noise=noise, num_segments=segments)
         return terms, tape.gradient(terms["loss"], model.trainable_weights)
 
@@ -216,3 +217,11 @@ def test_mixture_refuses_xla_up_front():
                            aggregation="mixture")
     with pytest.raises(ValueError, match="`jit_compile=True` needs aggregation='product'"):
         model.compile(jit_compile=True)
+
+
+def test_mixture_names_padding_rows_it_cannot_take():
+    model = make_tiny_model(aggregation="mixture")
+    images, group_ids, noise = _padded_batch(20, [4, 6])
+    noise["component"] = np.full(20, 0.5, np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="no padding rows"):
+        model.compute_elbo_terms(images, group_ids, 2, noise=noise, num_segments=20)
