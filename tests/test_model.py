@@ -225,3 +225,18 @@ def test_mixture_names_padding_rows_it_cannot_take():
     noise["component"] = np.full(20, 0.5, np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="no padding rows"):
         model.compute_elbo_terms(images, group_ids, 2, noise=noise, num_segments=20)
+
+
+@pytest.mark.parametrize("aggregation", ["product", "mixture"])
+def test_ragged_and_pair_forms_give_the_same_terms(aggregation):
+    """The pair form sums over batch-size segments (most of them empty), the ragged one over groups."""
+    model = make_tiny_model(aggregation=aggregation)
+    images, group_ids, noise = _padded_batch(11, [3, 1, 5, 2])
+    noise["component"] = np.random.default_rng(1).uniform(size=11).astype(np.float32)
+    ragged = model._unpack(tf.RaggedTensor.from_value_rowids(images, group_ids))
+    pairs = model._unpack((images, group_ids))
+    assert int(ragged[3]) == 4 and int(pairs[3]) == 11
+    a = model.compute_elbo_terms(*ragged[:3], noise=noise, num_segments=ragged[3])
+    b = model.compute_elbo_terms(*pairs[:3], noise=noise, num_segments=pairs[3])
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
