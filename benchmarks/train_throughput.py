@@ -148,6 +148,8 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="(images, group_ids) pairs and an XLA-compiled step")
     parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
     args = parser.parse_args(argv)
+    if args.steps % args.steps_per_execution:
+        parser.error("--steps must be a multiple of --steps-per-execution (rounds are timed per execution)")
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
