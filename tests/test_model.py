@@ -114,6 +114,10 @@ def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(polic
         x = np.random.default_rng(0).uniform(size=(9, *INPUT_SHAPE)).astype(np.float32)
         logs = model.train_step(tf.RaggedTensor.from_row_lengths(x, [4, 1, 4]))
         assert np.isfinite(float(logs["loss"]))
+        # The XLA-compiled step on padded pairs, as a GPU user would run it.
+        padded = (np.concatenate([x, np.zeros_like(x[:3])]), np.array([0, 0, 0, 0, 1, 2, 2, 2, 2, -1, -1, -1]))
+        logs = tf.function(model.train_step, jit_compile=True)(padded)
+        assert np.isfinite(float(logs["loss"]))
         grp = model.encode_groups(x, [0, 0, 1, 1, 1, 2, 2, 2, 2])
         assert all(v.dtype == tf.float32 for v in grp.values())
         assert all(w.dtype == "float32" for w in model.trainable_weights)  # variables stay float32
