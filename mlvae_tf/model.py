@@ -278,11 +278,11 @@ class MLVAE(keras.Model):
         kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"]) * observed  # [N]
         # Pixels flattened to one event axis: the same log-density, and a reduction XLA's CPU
         # backend runs several times faster than over a trailing axis of size 1.
-        flat = lambda t: tf.reshape(t, (-1, int(np.prod(self.input_shape))))  # noqa: E731
+        pixels = (-1, int(np.prod(self.input_shape)))
         params = self.decoder([content, style], training=training)
-        params = {name: flat(tf.cast(value, images.dtype)) for name, value in params.items()}
+        params = {name: tf.reshape(tf.cast(value, images.dtype), pixels) for name, value in params.items()}
         log_likelihood = distributions.likelihood(self.likelihood, params, 1, self.observation_scale).log_prob(
-            flat(images)
+            tf.reshape(images, pixels)
         ) * tf.cast(observed, images.dtype)  # [N]
         return losses.average_group_elbo(
             log_likelihood, kl_style, kl_content, num_groups, self.kl_style_weight, self.kl_content_weight
