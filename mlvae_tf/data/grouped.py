@@ -207,7 +207,8 @@ def to_pairs(dataset, pad_to=None):
             extra, message=f"to_pairs: a batch has more observations than `pad_to` ({pad_to})"
         )
         with tf.control_dependencies([check]):
-            images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
+            extra = tf.identity(extra)  # every pad waits for the check, so its message is the one raised
+        images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
         group_ids = tf.pad(group_ids, [[0, extra]], constant_values=-1)
         return tf.ensure_shape(images, [pad_to, *images.shape[1:]]), tf.ensure_shape(group_ids, [pad_to])
 
