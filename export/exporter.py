@@ -56,6 +56,17 @@ def _replace_dir(tmp, final):
         os.rename(tmp, final)
 
 
+def _write_folder(final, write, prefix):
+    """Runs `write(folder)` on a new temporary folder next to `final`, then renames it into place."""
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale_temporaries(parent)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(tmp, 0o755)
+    write(tmp)
+    _replace_dir(tmp, final)
+
+
 def _remove_stale_temporaries(folder):
     """Removes temporary folders left by an export that was killed."""
     if os.path.isdir(folder):
@@ -101,26 +112,15 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
         if existing:
             raise ExportError(f"{existing[0]} already exists; pass --overwrite (overwrite=True) to replace it.")
 
-    steps = 2 * ("savedmodel" in formats) + ("onnx" in formats)
-    bar = keras.utils.Progbar(steps, unit_name="file set") if progress else None
+    jobs = []  # (final folder, writer of a folder, temporary-name prefix)
     if "savedmodel" in formats:
-        for part, write in (("encoder", savedmodel.write_encoder), ("decoder", savedmodel.write_decoder)):
-            parent = os.path.dirname(targets[part])
-            os.makedirs(parent, exist_ok=True)
-            _remove_stale_temporaries(parent)
-            tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=parent)
-            os.chmod(tmp, 0o755)
-            write(model, tmp)
-            _replace_dir(tmp, targets[part])
-            if bar is not None:
-                bar.add(1)
+        jobs += [(targets["encoder"], lambda path: savedmodel.write_encoder(model, path), f".tmp-{version}-"),
+                 (targets["decoder"], lambda path: savedmodel.write_decoder(model, path), f".tmp-{version}-")]
     if "onnx" in formats:
-        os.makedirs(root, exist_ok=True)
-        _remove_stale_temporaries(root)
-        tmp = tempfile.mkdtemp(prefix=".tmp-onnx-", dir=root)
-        os.chmod(tmp, 0o755)
-        onnx_export.write_onnx(model, tmp)
-        _replace_dir(tmp, os.path.join(root, "onnx"))
+        jobs.append((os.path.join(root, "onnx"), lambda path: onnx_export.write_onnx(model, path), ".tmp-onnx-"))
+    bar = keras.utils.Progbar(len(jobs), unit_name="file set") if progress else None
+    for final, write, prefix in jobs:
+        _write_folder(final, write, prefix)
         if bar is not None:
             bar.add(1)
 
