@@ -17,7 +17,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mlvae_tf  # noqa: E402
-from mlvae_tf.config import DEFAULTS  # noqa: E402
+from mlvae_tf.config import DEFAULTS, apply_overrides  # noqa: E402
+from mlvae_tf.training import build  # noqa: E402
 
 __all__ = ["main"]
 
@@ -45,17 +46,13 @@ def main(argv=None):
     sizes = {name: len(labels) for name, (_, labels) in splits.items()}
     print(f"Data: scikit-learn's 8x8 digits, {sum(sizes.values())} images grouped by label (10 groups); "
           f"{sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images.")
-    data, settings = DEFAULTS["data"], DEFAULTS["model"]
-    batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
-    train = mlvae_tf.data.grouped_dataset(*splits["train"], shuffle=True, seed=args.seed, **batches)
-    val = mlvae_tf.data.grouped_dataset(*splits["val"], shuffle=False, **batches)
-
-    model = mlvae_tf.MLVAE(input_shape=(8, 8, 1), seed=args.seed, **settings)
-    model.compile(optimizer=keras.optimizers.Adam(DEFAULTS["train"]["learning_rate"]))
+    config = apply_overrides(DEFAULTS, [f"data.seed={args.seed}", f"train.seed={args.seed}"])
+    data, settings = config["data"], config["model"]
+    model, train, val = build(config, splits)
     print(f"Model: ML-VAE, mlp {settings['hidden_units']} tanh, content {settings['content_dim']}, style "
           f"{settings['style_dim']}, {settings['likelihood']} likelihood, {settings['aggregation']} of Normals; "
-          f"{args.epochs} epochs on batches of {batches['groups_per_batch']} groups of <= "
-          f"{batches['max_group_size']} images (Adam {DEFAULTS['train']['learning_rate']}).")
+          f"{args.epochs} epochs on batches of {data['groups_per_batch']} groups of <= "
+          f"{data['max_group_size']} images (Adam {config['train']['learning_rate']}).")
     start = time.time()
     history = model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
     seconds = time.time() - start

@@ -20,7 +20,7 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
 from mlvae_tf.model import MLVAE
 
-__all__ = ["train", "SwapGridSummary"]
+__all__ = ["train", "build", "SwapGridSummary"]
 
 
 class SwapGridSummary(keras.callbacks.Callback):
@@ -57,6 +57,29 @@ def _run_dir(runs_dir, name):
     return run_dir, backup, False
 
 
+def build(config, splits):
+    """The compiled model and the train / validation pipelines that `config` describes.
+
+    Args:
+        config: a validated `mlvae_tf.config` dict.
+        splits: `{"train" | "val": (images, labels), ...}` (see `mlvae_tf.data.load_splits`).
+
+    Returns:
+        `(model, train_ds, val_ds)`.
+    """
+    data, settings = config["data"], config["train"]
+    batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
+    train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], **batches)
+    val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
+    if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
+        train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
+                            for ds, part in ((train_ds, "train"), (val_ds, "val")))
+    model = MLVAE(input_shape=splits["train"][0].shape[1:], seed=settings["seed"], **config["model"])
+    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"],
+                  steps_per_execution=settings["steps_per_execution"])
+    return model, train_ds, val_ds
+
+
 def train(config, runs_dir="runs", verbose="auto"):
     """Trains the ML-VAE that `config` (a validated `mlvae_tf.config` dict) describes.
 
@@ -69,16 +92,7 @@ def train(config, runs_dir="runs", verbose="auto"):
     data, settings = config["data"], config["train"]
     keras.utils.set_random_seed(settings["seed"])
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"])
-    batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
-    train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], **batches)
-    val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
-    if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
-        train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
-                            for ds, part in ((train_ds, "train"), (val_ds, "val")))
-
-    model = MLVAE(input_shape=splits["train"][0].shape[1:], seed=settings["seed"], **config["model"])
-    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"],
-                  steps_per_execution=settings["steps_per_execution"])
+    model, train_ds, val_ds = build(config, splits)
     logs = os.path.join(run_dir, "logs")
     callbacks = [
         keras.callbacks.BackupAndRestore(backup),
