@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 __all__ = ["evaluate", "main"]
 
+
 def _subsample(part, limit, seed):
     """At most `limit` images of `part`, drawn at random (the classifier's training set)."""
     x, labels = part

@@ -3,7 +3,8 @@
 Pure tensor functions: no Keras, no TFP, no Python loops over a batch. Observations are flat
 `[N, d]` tensors; `group_ids` (int32 `[N]`, values in `[0, num_groups)`) says which group each
 belongs to, and `num_groups` is always given explicitly so that the cost is linear in `N`
-whatever the group sizes.
+whatever the group sizes. The segment sums drop an id of -1 (a padding row of
+`mlvae_tf.data.to_pairs(pad_to=...)`); the mixture functions take no padding.
 """
 
 import math
@@ -49,7 +50,7 @@ def product_of_normals(mean, log_var, group_ids, num_groups):
     Args:
         mean: `[N, d]` per-observation means.
         log_var: `[N, d]` per-observation log-variances.
-        group_ids: int `[N]` in `[0, num_groups)`.
+        group_ids: int `[N]` in `[0, num_groups)`, or -1 for a padding row (left out).
         num_groups: scalar int.
 
     Returns:
