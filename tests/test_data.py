@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import mlvae_tf
 
@@ -158,5 +159,5 @@ def test_to_pairs_names_pad_to_when_it_is_bad_or_too_small():
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, shuffle=False)
     with pytest.raises(ValueError, match="`pad_to`"):
         mlvae_tf.data.to_pairs(ds, pad_to=0)
-    with pytest.raises(Exception, match="more observations than `pad_to` \\(4\\)"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more observations than `pad_to` \\(4\\)"):
         list(mlvae_tf.data.to_pairs(ds, pad_to=4))

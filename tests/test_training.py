@@ -7,6 +7,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 import mlvae_tf
+from mlvae_tf.config import load_config
+from mlvae_tf.training import train
 from tests.conftest import TRAIN_EPOCHS
 
 
@@ -73,9 +75,6 @@ def test_save_is_atomic_a_failed_write_keeps_the_old_file(trained, tmp_path, mon
 
 
 def test_train_on_the_xla_pair_path_with_several_steps_per_execution(tmp_path):
-    from mlvae_tf.config import load_config
-    from mlvae_tf.training import train
-
     # Groups of up to 10 digits make batches of varying size: padded, the step compiles once.
     config = load_config(overrides=["train.epochs=2", "train.jit_compile=true", "train.steps_per_execution=3",
                                     "model.hidden_units=32", "train.grid_every=2"])
