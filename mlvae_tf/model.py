@@ -122,16 +122,24 @@ class MLVAE(keras.Model):
                 os.remove(tmp)
 
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
-        """`keras.Model.compile` with XLA off by default: XLA cannot compile ragged-tensor ops.
-        `jit_compile=True` works with batches given as `(images, group_ids)` pairs
-        (`mlvae_tf.data.to_pairs`, with `pad_to` for one compilation), and is faster there,
-        more so with `steps_per_execution=10` (benchmarks/README.md)."""
+        """`keras.Model.compile` with XLA off by default.
+
+        `jit_compile=True` takes batches as `(images, group_ids)` pairs of one size
+        (`mlvae_tf.data.to_pairs(ds, pad_to=...)`): XLA then compiles the step once, and it runs
+        faster, more so with `steps_per_execution=10` (benchmarks/README.md). `fit` refuses
+        ragged batches under XLA, which would compile anew for every batch shape. With
+        `jit_compile="auto"` (XLA where Keras finds a GPU), ragged batches and the mixture run
+        without XLA instead.
+        """
         if jit_compile is True and self.aggregation == "mixture":
             raise ValueError(
                 "`jit_compile=True` needs aggregation='product': the mixture's KL uses ragged ops that XLA "
                 "cannot compile."
             )
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self._auto_jit = jit_compile == "auto"
+        if self._auto_jit and self.aggregation == "mixture":
+            self.jit_compile = False
 
     def compile_from_config(self, config):
         """Restores the compiled state (optimizer) saved in a `.keras` file."""
@@ -145,12 +153,13 @@ class MLVAE(keras.Model):
         `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
         """
         for name, value in (("x", x), ("validation_data", kwargs.get("validation_data"))):
-            if isinstance(value, (np.ndarray, tf.Tensor, tuple, list, dict)):
-                raise ValueError(
-                    f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
-                    "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
-                )
+            self._check_batches(value, name)
         return super().fit(x, *args, shuffle=shuffle, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
+        self._check_batches(x, "x")
+        return super().evaluate(x, *args, **kwargs)
 
     @property
     def metrics(self):
@@ -349,6 +358,29 @@ class MLVAE(keras.Model):
         raise ValueError(
             "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
             f"(images, group_ids); got {type(data).__name__}."
+        )
+
+    def _check_batches(self, batches, name):
+        """Refuses arrays (Keras would split groups) and, under XLA, ragged batches: XLA compiles
+        the step for every batch shape, and batches of whole groups vary (17x slower on the digits,
+        benchmarks/README.md). With `jit_compile="auto"`, ragged batches turn XLA off instead."""
+        if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
+            raise ValueError(
+                f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
+                "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
+            )
+        ragged = isinstance(batches, tf.data.Dataset) and isinstance(batches.element_spec, tf.RaggedTensorSpec)
+        if not (ragged and self.compiled and self.jit_compile):
+            return
+        if getattr(self, "_auto_jit", False):
+            self.jit_compile = False
+            self.train_function = self.test_function = None  # rebuilt without XLA
+            return
+        raise ValueError(
+            f"`{name}` holds ragged batches, but the model was compiled with `jit_compile=True`: XLA would "
+            "compile the step anew for every batch shape. Feed `(images, group_ids)` pairs of one size, "
+            "`mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, groups_per_batch, "
+            "max_group_size))`, or compile with `jit_compile=False`."
         )
 
     def _update_trackers(self, terms, num_groups):

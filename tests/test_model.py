@@ -223,6 +223,51 @@ def test_mixture_refuses_xla_up_front():
         model.compile(jit_compile=True)
 
 
+def _ragged_and_pairs(n=46, groups_per_batch=3, max_group_size=4):
+    """A ragged dataset of whole groups whose batches vary in size, and its padded pair form."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(n, *INPUT_SHAPE)).astype(np.float32)
+    labels = rng.integers(0, 9, size=n)
+    ragged = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch, max_group_size, shuffle=False)
+    pad_to = mlvae_tf.data.largest_batch(labels, groups_per_batch, max_group_size)
+    return ragged, mlvae_tf.data.to_pairs(ragged, pad_to=pad_to)
+
+
+def test_xla_refuses_ragged_batches_up_front():
+    """Under XLA, batches of whole groups would compile the step once per batch shape (17x slower
+    on the digits): fit and evaluate must say so before building any step."""
+    ragged, pairs = _ragged_and_pairs()
+    assert len({int(b.flat_values.shape[0]) for b in ragged}) > 1  # the batch shapes vary
+    model = make_tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    with pytest.raises(ValueError, match=r"`x` holds ragged batches.*jit_compile=True.*to_pairs"):
+        model.fit(ragged, verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data` holds ragged batches"):
+        model.fit(pairs, validation_data=ragged, verbose=0)
+    with pytest.raises(ValueError, match=r"`x` holds ragged batches"):
+        model.evaluate(ragged, verbose=0)
+    assert model.train_function is None and model.test_function is None  # refused before any tracing
+    model.fit(pairs, validation_data=pairs, verbose=0)  # the pair form trains under XLA
+    assert model.jit_compile is True
+
+
+def test_auto_xla_runs_ragged_batches_and_the_mixture_without_xla(monkeypatch):
+    """`jit_compile="auto"` turns XLA on where Keras finds a GPU; ragged batches and the mixture
+    must then train without it rather than fail or recompile every batch."""
+    monkeypatch.setattr(keras.Model, "_resolve_auto_jit_compile", lambda self: True)  # as on a GPU
+    ragged, pairs = _ragged_and_pairs()
+    model = make_tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile="auto")
+    model.fit(pairs, verbose=0)
+    assert model.jit_compile is True
+    history = model.fit(ragged, verbose=0)
+    assert model.jit_compile is False and np.isfinite(history.history["loss"][-1])
+    mixture = make_tiny_model(aggregation="mixture")
+    mixture.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile="auto")
+    assert mixture.jit_compile is False
+    assert np.isfinite(mixture.fit(ragged, verbose=0).history["loss"][-1])
+
+
 def test_mixture_names_padding_rows_it_cannot_take():
     model = make_tiny_model(aggregation="mixture")
     images, group_ids, noise = _padded_batch(20, [4, 6])
