@@ -53,23 +53,26 @@ def batch_group_sizes(spec, observations, seed=0):
 
 
 def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-               between=None):
+               between=None, epoch_batches=94, shuffle=True):
     """Observations per second of `model.fit`, one figure per round, on batches whose groups have `sizes`.
 
-    One model and one repeated `grouped_dataset` pipeline serve `warmup` steps, then `rounds` calls
-    of `fit` of `steps` steps each; each round is timed from its first to its last executed step
-    (so a fit call's set-up is not counted), and `between()` runs after each round (the GEMM bound,
-    so that both see the same state of this shared machine). With `jit`, the ragged batches become
-    `(images, group_ids)` pairs inside tf.data and the step is compiled with XLA.
+    The data are `epoch_batches` batches' worth of groups (94: an MNIST-sized epoch of 60,160
+    observations); with `shuffle`, as users train, every epoch draws new batches of them, else
+    every batch holds exactly `sizes`. One model and one repeated `grouped_dataset` pipeline serve
+    `warmup` steps, then `rounds` calls of `fit` of `steps` steps each; each round is timed from
+    its first to its last executed step (so a fit call's set-up is not counted), and `between()`
+    runs after each round (the GEMM bound, so that both see the same state of this shared
+    machine). With `jit`, the ragged batches become `(images, group_ids)` pairs inside tf.data
+    (shuffled ones padded to the largest batch), and the step is compiled with XLA.
     """
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
-    batches = 8  # distinct batches of data, cycled
-    labels = np.repeat(np.arange(len(sizes) * batches), np.tile(sizes, batches))
+    labels = np.repeat(np.arange(len(sizes) * epoch_batches), np.tile(sizes, epoch_batches))
     x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
-    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=False).repeat()
-    if jit:
-        ds = mlvae_tf.data.to_pairs(ds)
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=shuffle, seed=seed).repeat()
+    if jit:  # shuffled batches of unequal groups vary in size: padded to the largest, one XLA program
+        pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else None
+        ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)
     model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
                            likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
@@ -147,13 +150,15 @@ def main(argv=None):
     parser.add_argument("--aggregation", default="product", choices=("product", "mixture"))
     parser.add_argument("--jit", action="store_true", help="(images, group_ids) pairs and an XLA-compiled step")
     parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
+    parser.add_argument("--no-shuffle", action="store_true",
+                        help="the same batches every epoch (default: new batches each epoch, as users train)")
     args = parser.parse_args(argv)
     if args.steps % args.steps_per_execution:
         parser.error("--steps must be a multiple of --steps-per-execution (rounds are timed per execution)")
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
-                "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
+                "shuffle": not args.no_shuffle, "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution}
 
@@ -163,7 +168,7 @@ def main(argv=None):
         step = gemm_step(observations)
         between = lambda: bounds.append(gemm_bound(observations, step))  # noqa: E731
     rates = fit_rounds([args.group_size] * args.groups, args.steps, args.warmup, rounds=args.rounds,
-                       between=between, **fit_args)
+                       between=between, shuffle=not args.no_shuffle, **fit_args)
     result = {"impl": "mlvae_tf", **fit_args, "obs_per_s": round(statistics.median(rates), 1),
               "obs_per_s_rounds": [round(r) for r in rates], **settings}
     if bounds:
@@ -176,7 +181,8 @@ def main(argv=None):
 
     for spec in filter(None, args.group_sizes.split(",")):
         sizes = batch_group_sizes(spec, observations)
-        rate = statistics.median(fit_rounds(sizes, args.steps, args.warmup, rounds=3, **fit_args))
+        # The same batches every epoch, so that each holds exactly the spec's group sizes.
+        rate = statistics.median(fit_rounds(sizes, args.steps, args.warmup, rounds=3, shuffle=False, **fit_args))
         print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes), "largest_group": max(sizes),
                           "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2)}), flush=True)
 
@@ -184,7 +190,7 @@ def main(argv=None):
         ours_cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--groups", str(args.groups),
                     "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound", "--rounds", "1",
                     "--steps-per-execution", str(args.steps_per_execution)]
-        ours_cmd += ["--jit"] if args.jit else []
+        ours_cmd += (["--jit"] if args.jit else []) + (["--no-shuffle"] if args.no_shuffle else [])
         torch_cmd = [args.compare_torch, args.torch_script, "--groups", str(args.groups), "--group-size",
                      str(args.group_size), "--steps", str(args.steps)]
         ratios = []
