@@ -53,7 +53,7 @@ def batch_group_sizes(spec, observations, seed=0):
 
 
 def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-               between=None, epoch_batches=94, shuffle=True):
+               between=None, epoch_batches=94, shuffle=True, constant=False):
     """Observations per second of `model.fit`, one figure per round, on batches whose groups have `sizes`.
 
     The data are `epoch_batches` batches' worth of groups (94: an MNIST-sized epoch of 60,160
@@ -63,7 +63,9 @@ def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", ji
     its first to its last executed step (so a fit call's set-up is not counted), and `between()`
     runs after each round (the GEMM bound, so that both see the same state of this shared
     machine). With `jit`, the ragged batches become `(images, group_ids)` pairs inside tf.data
-    (shuffled ones padded to the largest batch), and the step is compiled with XLA.
+    (shuffled ones padded to the largest batch), and the step is compiled with XLA. With
+    `constant`, `fit` reads the pipeline's first batch over and over from memory: the step's own
+    speed, without the pipeline's work on the same cores.
     """
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
@@ -73,6 +75,8 @@ def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", ji
     if jit:  # shuffled batches of unequal groups vary in size: padded to the largest, one XLA program
         pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else None
         ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)
+    if constant:
+        ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
     model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
                            likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
@@ -152,13 +156,15 @@ def main(argv=None):
     parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
     parser.add_argument("--no-shuffle", action="store_true",
                         help="the same batches every epoch (default: new batches each epoch, as users train)")
+    parser.add_argument("--constant-batch", action="store_true",
+                        help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
     args = parser.parse_args(argv)
     if args.steps % args.steps_per_execution:
         parser.error("--steps must be a multiple of --steps-per-execution (rounds are timed per execution)")
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
-                "shuffle": not args.no_shuffle, "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
+                "shuffle": not args.no_shuffle, "constant_batch": args.constant_batch, "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution}
 
@@ -168,7 +174,7 @@ def main(argv=None):
         step = gemm_step(observations)
         between = lambda: bounds.append(gemm_bound(observations, step))  # noqa: E731
     rates = fit_rounds([args.group_size] * args.groups, args.steps, args.warmup, rounds=args.rounds,
-                       between=between, shuffle=not args.no_shuffle, **fit_args)
+                       between=between, shuffle=not args.no_shuffle, constant=args.constant_batch, **fit_args)
     result = {"impl": "mlvae_tf", **fit_args, "obs_per_s": round(statistics.median(rates), 1),
               "obs_per_s_rounds": [round(r) for r in rates], **settings}
     if bounds:
