@@ -362,8 +362,8 @@ class MLVAE(keras.Model):
 
     def _check_batches(self, batches, name):
         """Refuses arrays (Keras would split groups) and, under XLA, ragged batches: XLA compiles
-        the step for every batch shape, and batches of whole groups vary (17x slower on the digits,
-        benchmarks/README.md). With `jit_compile="auto"`, ragged batches turn XLA off instead."""
+        the step for every batch shape, and batches of whole groups vary (about 15x slower on the
+        digits, `python -m benchmarks.ragged_xla`). With `jit_compile="auto"`, ragged batches turn XLA off instead."""
         if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
             raise ValueError(
                 f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
