@@ -137,9 +137,9 @@ class MLVAE(keras.Model):
                 "cannot compile."
             )
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-        self._auto_jit = jit_compile == "auto"
-        if self._auto_jit and self.aggregation == "mixture":
+        if jit_compile == "auto" and self.aggregation == "mixture":
             self.jit_compile = False
+        self._auto_jit = self.jit_compile if jit_compile == "auto" else None  # XLA for pairs only
 
     def compile_from_config(self, config):
         """Restores the compiled state (optimizer) saved in a `.keras` file."""
@@ -152,13 +152,13 @@ class MLVAE(keras.Model):
         Arrays are refused: Keras would cut them into batches that split groups. Use
         `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
         """
-        for name, value in (("x", x), ("validation_data", kwargs.get("validation_data"))):
-            self._check_batches(value, name)
+        datasets = (("x", x), ("validation_data", kwargs.get("validation_data")))
+        self._check_batches(datasets)
         return super().fit(x, *args, shuffle=shuffle, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
-        self._check_batches(x, "x")
+        self._check_batches([("x", x)])
         return super().evaluate(x, *args, **kwargs)
 
     @property
@@ -360,28 +360,37 @@ class MLVAE(keras.Model):
             f"(images, group_ids); got {type(data).__name__}."
         )
 
-    def _check_batches(self, batches, name):
-        """Refuses arrays (Keras would split groups) and, under XLA, ragged batches: XLA compiles
-        the step for every batch shape, and batches of whole groups vary (about 15x slower on the
-        digits, `python -m benchmarks.ragged_xla`). With `jit_compile="auto"`, ragged batches turn XLA off instead."""
-        if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
+    def _check_batches(self, datasets):
+        """Checks `(name, value)` pairs of what `fit` or `evaluate` got.
+
+        Refuses arrays (Keras would split groups) and, under `jit_compile=True`, ragged batches:
+        XLA compiles the step for every batch shape, and batches of whole groups vary (about 15x
+        slower on the digits, `python -m benchmarks.ragged_xla`). Under `jit_compile="auto"`,
+        XLA is on for pairs where Keras found it and off for ragged batches.
+        """
+        ragged = []
+        for name, batches in datasets:
+            if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
+                raise ValueError(
+                    f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
+                    "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
+                )
+            if isinstance(batches, tf.data.Dataset) and isinstance(batches.element_spec, tf.RaggedTensorSpec):
+                ragged.append(name)
+        if not self.compiled:
+            return
+        if getattr(self, "_auto_jit", None) is not None:
+            jit_compile = self._auto_jit and not ragged
+            if jit_compile != self.jit_compile:
+                self.jit_compile = jit_compile
+                self.train_function = self.test_function = None  # rebuilt with the new setting
+        elif ragged and self.jit_compile:
             raise ValueError(
-                f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
-                "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
+                f"`{ragged[0]}` holds ragged batches, but the model was compiled with `jit_compile=True`: XLA "
+                "would compile the step anew for every batch shape. Feed `(images, group_ids)` pairs of one "
+                "size, `mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, groups_per_batch, "
+                "max_group_size))`, or compile with `jit_compile=False`."
             )
-        ragged = isinstance(batches, tf.data.Dataset) and isinstance(batches.element_spec, tf.RaggedTensorSpec)
-        if not (ragged and self.compiled and self.jit_compile):
-            return
-        if getattr(self, "_auto_jit", False):
-            self.jit_compile = False
-            self.train_function = self.test_function = None  # rebuilt without XLA
-            return
-        raise ValueError(
-            f"`{name}` holds ragged batches, but the model was compiled with `jit_compile=True`: XLA would "
-            "compile the step anew for every batch shape. Feed `(images, group_ids)` pairs of one size, "
-            "`mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, groups_per_batch, "
-            "max_group_size))`, or compile with `jit_compile=False`."
-        )
 
     def _update_trackers(self, terms, num_groups):
         weight = tf.cast(num_groups, tf.float32)  # epoch averages are per group
