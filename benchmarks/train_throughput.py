@@ -164,7 +164,8 @@ def main(argv=None):
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
-                "shuffle": not args.no_shuffle, "constant_batch": args.constant_batch, "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
+                "shuffle": not args.no_shuffle, "constant_batch": args.constant_batch,
+                "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution}
 

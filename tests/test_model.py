@@ -234,8 +234,8 @@ def _ragged_and_pairs(n=46, groups_per_batch=3, max_group_size=4):
 
 
 def test_xla_refuses_ragged_batches_up_front():
-    """Under XLA, batches of whole groups would compile the step once per batch shape (17x slower
-    on the digits): fit and evaluate must say so before building any step."""
+    """Under XLA, batches of whole groups would compile the step once per batch shape (about 15x
+    slower on the digits): fit and evaluate must say so before building any step."""
     ragged, pairs = _ragged_and_pairs()
     assert len({int(b.flat_values.shape[0]) for b in ragged}) > 1  # the batch shapes vary
     model = make_tiny_model()
