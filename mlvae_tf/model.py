@@ -158,7 +158,8 @@ class MLVAE(keras.Model):
 
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
-        self._check_batches([("x", x)])
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
+            self._check_batches([("x", x)])
         return super().evaluate(x, *args, **kwargs)
 
     @property

@@ -264,6 +264,8 @@ def test_auto_xla_runs_ragged_batches_and_the_mixture_without_xla(monkeypatch):
     assert model.jit_compile is False and np.isfinite(history.history["loss"][-1])
     model.fit(pairs, verbose=0)
     assert model.jit_compile is True  # pairs get XLA back
+    history = model.fit(ragged, validation_data=pairs, epochs=2, verbose=0)  # validation does not flip it
+    assert model.jit_compile is False and np.isfinite(history.history["val_loss"][-1])
     mixture = make_tiny_model(aggregation="mixture")
     mixture.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile="auto")
     assert mixture.jit_compile is False
