@@ -1,5 +1,9 @@
 """MLVAE: gradients, config, save/load, the public API's shapes and invariants, conv64."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -214,6 +218,35 @@ def test_xla_step_is_one_program_for_any_group_layout_of_a_batch_size():
         images, group_ids, _ = _padded_batch(20, sizes)
         programs.add(step.experimental_get_compiler_ir((tf.constant(images), tf.constant(group_ids)))(stage="hlo"))
     assert len(programs) == 1
+
+
+_YNN_PROBE = """
+import os, numpy as np, tensorflow as tf, mlvae_tf
+model = mlvae_tf.MLVAE(input_shape=(28, 28, 1), content_dim=2, style_dim=3, hidden_units=8, likelihood="normal_fixed")
+model.compile(optimizer="adam", jit_compile=True)
+step = tf.function(model.train_step, jit_compile=True)
+batch = (tf.zeros([640, 28, 28, 1]), tf.constant(np.repeat(np.arange(64), 10), tf.int32))
+print(repr(os.environ["XLA_FLAGS"]), "ynn" in step.experimental_get_compiler_ir(batch)(stage="optimized_hlo"))
+"""
+
+
+@pytest.mark.parametrize(
+    "user_flags, expected_flags, ynn",
+    [
+        (None, "--xla_cpu_experimental_ynn_fusion_type=", False),
+        ("--xla_cpu_enable_fast_math=false", "--xla_cpu_enable_fast_math=false --xla_cpu_experimental_ynn_fusion_type=", False),
+        ("--xla_cpu_experimental_ynn_fusion_type=reduce", "--xla_cpu_experimental_ynn_fusion_type=reduce", True),
+    ],
+)
+def test_import_turns_ynnpack_fusions_off_unless_xla_flags_choose(user_flags, expected_flags, ynn):
+    """On the MNIST shapes TensorFlow 2.21 puts the likelihood's reduction into a YNNPACK fusion
+    (the third case shows the probe sees it); importing mlvae_tf turns that off, keeping the
+    user's other flags, and a user's own choice wins."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if user_flags is not None:
+        env["XLA_FLAGS"] = user_flags
+    out = subprocess.run([sys.executable, "-c", _YNN_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == f"{expected_flags!r} {ynn}"
 
 
 def test_mixture_refuses_xla_up_front():
