@@ -66,6 +66,24 @@ def test_same_seed_same_batches_new_epoch_new_batches_other_seed_other_batches()
     assert not _same(first, _epoch(make(8)))
 
 
+def test_shuffled_chunks_are_uniformly_random_partitions_of_a_group():
+    """A group of 4 cut into chunks of 2: observation 0 shares its chunk with each of the other three
+    in a third of the epochs (300 epochs: 100 each, standard deviation 8) and comes first in half
+    of them (150, standard deviation 9)."""
+    labels = np.array([0, 0, 0, 0, 1, 2])
+    x = np.arange(len(labels), dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=4, max_group_size=2, seed=3)
+    partners, first = [], 0
+    for _ in range(300):
+        (chunk,) = [group for batch in _epoch(ds) for group in batch if 0 in group]
+        assert len(chunk) == 2 and sorted(labels[chunk]) == [0, 0]
+        partners.append(int(chunk[chunk != 0][0]))
+        first += int(chunk[0] == 0)
+    counts = np.bincount(partners, minlength=4)
+    assert counts[0] == 0 and all(60 <= c <= 140 for c in counts[1:]), counts
+    assert 100 <= first <= 200, first
+
+
 def _same(a, b):
     return len(a) == len(b) and all(
         len(x) == len(y) and all(np.array_equal(g, h) for g, h in zip(x, y)) for x, y in zip(a, b)
