@@ -52,20 +52,18 @@ def batch_group_sizes(spec, observations, seed=0):
     return [size] * (observations // size) + ([observations % size] if observations % size else [])
 
 
-def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-               between=None, epoch_batches=94, shuffle=True, constant=False):
-    """Observations per second of `model.fit`, one figure per round, on batches whose groups have `sizes`.
+def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
+                 epoch_batches=94, shuffle=True, constant=False):
+    """A warmed-up model and its repeated pipeline, on batches whose groups have `sizes`; returns
+    `timed_round(steps)`, the observations per second of one `fit` call of `steps` steps.
 
     The data are `epoch_batches` batches' worth of groups (94: an MNIST-sized epoch of 60,160
     observations); with `shuffle`, as users train, every epoch draws new batches of them, else
-    every batch holds exactly `sizes`. One model and one repeated `grouped_dataset` pipeline serve
-    `warmup` steps, then `rounds` calls of `fit` of `steps` steps each; each round is timed from
-    its first to its last executed step (so a fit call's set-up is not counted), and `between()`
-    runs after each round (the GEMM bound, so that both see the same state of this shared
-    machine). With `jit`, the ragged batches become `(images, group_ids)` pairs inside tf.data
-    (shuffled ones padded to the largest batch), and the step is compiled with XLA. With
-    `constant`, `fit` reads the pipeline's first batch over and over from memory: the step's own
-    speed, without the pipeline's work on the same cores.
+    every batch holds exactly `sizes`. With `jit`, the ragged batches become `(images, group_ids)`
+    pairs inside tf.data (shuffled ones padded to the largest batch), and the step is compiled
+    with XLA. With `constant`, `fit` reads the pipeline's first batch over and over from memory:
+    the step's own speed, without the pipeline's work on the same cores. A round is timed from
+    its first to its last executed step, so a fit call's set-up is not counted.
     """
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
@@ -81,11 +79,22 @@ def fit_rounds(sizes, steps, warmup, rounds=1, seed=0, aggregation="product", ji
                            likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
     model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
-    rates = []
-    for _ in range(rounds):
+
+    def timed_round(steps):
         clock = _BatchClock()
         model.fit(ds, epochs=1, steps_per_epoch=steps + steps_per_execution, verbose=0, callbacks=[clock])
-        rates.append(per_batch * steps / (clock.times[-1] - clock.times[0]))
+        return per_batch * steps / (clock.times[-1] - clock.times[0])
+
+    return timed_round
+
+
+def fit_rounds(sizes, steps, warmup, rounds=1, between=None, **kwargs):
+    """Observations per second of `model.fit`, one figure per round (see `make_trainer`); `between()`
+    runs after each round (the GEMM bound, so that both see the same state of this shared machine)."""
+    timed_round = make_trainer(sizes, warmup, **kwargs)
+    rates = []
+    for _ in range(rounds):
+        rates.append(timed_round(steps))
         if between is not None:
             between()
     return rates
@@ -186,12 +195,20 @@ def main(argv=None):
                       fraction_rounds=[round(f, 3) for f in fractions])
     print(json.dumps(result), flush=True)
 
-    for spec in filter(None, args.group_sizes.split(",")):
-        sizes = batch_group_sizes(spec, observations)
-        # The same batches every epoch, so that each holds exactly the spec's group sizes.
-        rate = statistics.median(fit_rounds(sizes, args.steps, args.warmup, rounds=3, shuffle=False, **fit_args))
-        print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes), "largest_group": max(sizes),
-                          "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2)}), flush=True)
+    specs = list(filter(None, args.group_sizes.split(",")))
+    # The same batches every epoch, so that each holds exactly the spec's group sizes; the specs'
+    # rounds alternate (A B C A B C ...), so that a slow minute of this machine is shared among them.
+    sizes = {spec: batch_group_sizes(spec, observations) for spec in specs}
+    trainers = {spec: make_trainer(sizes[spec], args.warmup, shuffle=False, **fit_args) for spec in specs}
+    rates = {spec: [] for spec in specs}
+    for _ in range(args.rounds if specs else 0):
+        for spec in specs:
+            rates[spec].append(trainers[spec](args.steps))
+    for spec in specs:
+        rate = statistics.median(rates[spec])
+        print(json.dumps({"group_sizes": spec, "aggregation": args.aggregation, "groups_per_batch": len(sizes[spec]),
+                          "largest_group": max(sizes[spec]), "obs_per_s": round(rate, 1), "us_per_obs": round(1e6 / rate, 2),
+                          "obs_per_s_rounds": [round(r) for r in rates[spec]]}), flush=True)
 
     if args.compare_torch:
         ours_cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--groups", str(args.groups),
