@@ -154,7 +154,7 @@ def main(argv=None):
     parser.add_argument("--group-size", type=int, default=10)
     parser.add_argument("--steps", type=int, default=60, help="steps per timed round")
     parser.add_argument("--warmup", type=int, default=30, help="steps before timing (the first fit of a process pays one-time costs)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the main measurement, each followed by the GEMM bound")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the main measurement (each followed by the GEMM bound) and of each group-size spec")
     parser.add_argument("--group-sizes", default="", help="comma-separated specs, e.g. 1,10,100,skewed")
     parser.add_argument("--compare-torch", metavar="PYTHON", help="interpreter with torch for the reference")
     parser.add_argument("--torch-script", default=DEFAULT_TORCH_SCRIPT)
