@@ -34,6 +34,15 @@ def _chunk_lengths(sizes, max_group_size):
     return (sizes[group] // chunks[group] + (rank < sizes[group] % chunks[group])).astype(np.int64)
 
 
+def _chunks(group_ids, max_group_size):
+    """Contiguous group ids `[N]` (see `group_index`) and the chunk lengths `[num_chunks]` of the
+    groups cut to at most `max_group_size`: the one chunking `grouped_dataset` and `largest_batch` share."""
+    if max_group_size is not None:
+        max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
+    ids, _ = group_index(group_ids)
+    return ids, _chunk_lengths(np.bincount(ids), max_group_size)
+
+
 def _epoch_chunks(group_ids, chunk_lengths, seed):
     """The chunks of one epoch: `tf.RaggedTensor` [num_chunks, (members)] of observation indices.
 
@@ -94,16 +103,13 @@ def grouped_dataset(
         >>> batch = next(iter(ds))  # RaggedTensor [32, (<=10), 8, 8, 1]
     """
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
-    if max_group_size is not None:
-        max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
     x = np.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"`x` must have shape [N, *input_shape], got shape {x.shape}.")
     images = validation.check_images(x, x.shape[1:], name="x")
-    ids, _ = group_index(group_ids)
+    ids, chunk_lengths = _chunks(group_ids, max_group_size)
     if len(ids) != len(x):
         raise ValueError(f"`group_ids` has length {len(ids)} but `x` has {len(x)} observations.")
-    chunk_lengths = _chunk_lengths(np.bincount(ids), max_group_size)
     ids = tf.constant(ids.astype(np.int64))
     num_chunks = len(chunk_lengths)
     batch_sizes = [groups_per_batch] * (num_chunks // groups_per_batch)
@@ -221,9 +227,6 @@ def to_pairs(dataset, pad_to=None):
 def largest_batch(group_ids, groups_per_batch, max_group_size=None):
     """The most observations a `grouped_dataset` batch of these groups can hold: the sum of the
     `groups_per_batch` largest groups (chunks of at most `max_group_size`). For `to_pairs(pad_to=...)`."""
-    ids, _ = group_index(group_ids)
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
-    if max_group_size is not None:
-        max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
-    lengths = np.sort(_chunk_lengths(np.bincount(ids), max_group_size))
+    lengths = np.sort(_chunks(group_ids, max_group_size)[1])
     return int(lengths[-groups_per_batch:].sum())
