@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlvae_tf import distributions, grouping, losses, networks, validation
+from mlvae_tf import distributions, execution, grouping, losses, networks, validation
 
 __all__ = ["MLVAE", "TERMS"]
 
@@ -140,6 +140,16 @@ class MLVAE(keras.Model):
         if jit_compile == "auto" and self.aggregation == "mixture":
             self.jit_compile = False
         self._auto_jit = self.jit_compile if jit_compile == "auto" else None  # XLA for pairs only
+
+    def make_train_function(self, force=False):
+        """Keras's train function; under `jit_compile=True` with `steps_per_execution` > 1, each
+        execution's steps run as one XLA program (`mlvae_tf.execution`) on batches of one shape."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
+            self.train_function = execution.fused_train_function(self, fallback=self.train_function)
+        return self.train_function
 
     def compile_from_config(self, config):
         """Restores the compiled state (optimizer) saved in a `.keras` file."""

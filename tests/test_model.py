@@ -326,3 +326,65 @@ def test_ragged_and_pair_forms_give_the_same_terms(aggregation):
     b = model.compute_elbo_terms(*pairs[:3], noise=noise, num_segments=pairs[3])
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
+
+
+def _fit_pairs(pairs, steps_per_execution, epochs=2):
+    keras.utils.set_random_seed(1)
+    model = make_tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True, steps_per_execution=steps_per_execution)
+    history = model.fit(pairs, epochs=epochs, verbose=0)
+    return model, history.history
+
+
+def test_executions_of_several_xla_steps_train_exactly_as_one_step_at_a_time():
+    """Under XLA with `steps_per_execution` > 1, each execution's steps run as one XLA program
+    (`mlvae_tf.execution`): the same steps on the same batches with the same noise as one step per
+    call, including an execution cut short by the end of the epoch (7 batches, 3 per execution)."""
+    _, pairs = _ragged_and_pairs(n=60)
+    batches = int(pairs.cardinality())
+    assert batches % 3
+    one, one_history = _fit_pairs(pairs, 1)
+    fused, fused_history = _fit_pairs(pairs, 3)
+    assert fused.train_function.__qualname__.startswith("fused_train_function")
+    assert int(one.optimizer.iterations) == int(fused.optimizer.iterations) == 2 * batches
+    np.testing.assert_allclose(fused_history["loss"], one_history["loss"], rtol=1e-6)
+    for a, b in zip(fused.get_weights(), one.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
+    _, pairs = _ragged_and_pairs(n=60)
+    batches = int(pairs.cardinality())
+    assert batches % 3
+    model, _ = _fit_pairs(pairs, 3, epochs=1)
+    start = int(model.optimizer.iterations)
+    iterator = iter(pairs)
+    logs = model.train_function(iterator)
+    assert int(model.optimizer.iterations) == start + 3 and set(logs) == set(mlvae_tf.model.TERMS)
+    np.testing.assert_array_equal(next(iterator)[1], list(pairs)[3][1])  # 3 batches read, the 4th is next
+
+    start, iterator, calls = int(model.optimizer.iterations), iter(pairs), 0
+    with pytest.raises(StopIteration):
+        while True:
+            model.train_function(iterator)
+            calls += 1
+    assert calls == -(-batches // 3)  # the last execution ran the steps that were left
+    assert int(model.optimizer.iterations) == start + batches
+
+
+def test_executions_of_several_xla_steps_end_with_data_of_unknown_length():
+    """A dataset of unknown length ends inside an execution: the steps it has batches for run, then
+    the epoch ends; batches of varying size fall back to Keras's loop, one step per call."""
+    ragged, pairs = _ragged_and_pairs(n=60)
+    batches = int(pairs.cardinality())
+    unknown = pairs.filter(lambda images, group_ids: True)
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    reference, reference_history = _fit_pairs(pairs, 1)
+    model, history = _fit_pairs(unknown, 3)
+    assert int(model.optimizer.iterations) == 2 * batches
+    np.testing.assert_allclose(history["loss"], reference_history["loss"], rtol=1e-6)
+
+    unpadded = mlvae_tf.data.to_pairs(ragged)
+    assert not unpadded.element_spec[0].shape.is_fully_defined()
+    model, history = _fit_pairs(unpadded, 3, epochs=1)
+    assert int(model.optimizer.iterations) == batches and np.isfinite(history["loss"][0])

@@ -1,0 +1,71 @@
+"""Training executions as one XLA program: `steps_per_execution` steps per call into XLA.
+
+Keras runs `compile(steps_per_execution=k)` as a TensorFlow while loop that calls the XLA-compiled
+step once per batch. On the CPU each call costs about 0.4 ms around a step of about 8 ms (handing
+the variables to XLA, the loop's control ops, reading the next batch only once the step is done;
+benchmarks/README.md). `fused_train_function` reads the execution's k batches first and runs the
+k steps in one XLA program, a loop over the batches.
+"""
+
+import tensorflow as tf
+
+__all__ = ["fused_train_function"]
+
+
+def _static(spec):
+    """Whether every batch of this `element_spec` has one shape (what one XLA program needs)."""
+    return all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in tf.nest.flatten(spec))
+
+
+def fused_train_function(model, fallback):
+    """`model.train_function` running each execution's steps in one XLA program.
+
+    Takes a `tf.data` iterator, reads up to `model.steps_per_execution` batches, runs
+    `model.train_step` on each in order and returns the logs of the last step, as Keras does; an
+    execution cut short by the end of the data runs the steps it has batches for. Batches of
+    more than one shape (which XLA would compile anew for each), distributed input and other
+    iterators go to `fallback`, Keras's train function.
+
+    Args:
+        model: a compiled `MLVAE` with `jit_compile=True` and `steps_per_execution` >= 2.
+        fallback: Keras's train function for the same model.
+    """
+    k = model.steps_per_execution
+
+    @tf.function(jit_compile=True)
+    def steps(count, batches):
+        """The first `count` (1 to k) of the k `batches`, one training step each."""
+        logs = model.train_step(batches[0])
+
+        def body(i, logs):
+            batch = tf.switch_case(i - 1, [lambda batch=batch: batch for batch in batches[1:]])
+            return i + 1, model.train_step(batch)
+
+        return tf.while_loop(lambda i, _: i < count, body, (tf.constant(1), logs))[1]
+
+    @tf.function
+    def execution(iterator):
+        """`(number of steps run, logs)`; 0 steps at the end of the data."""
+        optionals = [iterator.get_next_as_optional() for _ in range(k)]
+        count = tf.add_n([tf.cast(optional.has_value(), tf.int32) for optional in optionals])
+        first = optionals[0]
+
+        def run():
+            batch = first.get_value()
+            batches = [batch] + [tf.cond(o.has_value(), o.get_value, lambda: batch) for o in optionals[1:]]
+            return steps(count, batches)
+
+        def none():
+            return {name: tracker.result() for name, tracker in model.trackers.items()}
+
+        return count, tf.cond(count > 0, run, none)
+
+    def function(iterator):
+        if not (isinstance(iterator, tf.data.Iterator) and _static(iterator.element_spec)):
+            return fallback(iterator)
+        count, logs = execution(iterator)
+        if count == 0:
+            raise StopIteration  # the end of the data: fit ends the epoch, as with Keras's function
+        return logs
+
+    return function
