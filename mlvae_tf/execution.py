@@ -1,15 +1,15 @@
-"""Training executions as one XLA program: `steps_per_execution` steps per call into XLA.
+"""Executions as one XLA program: `steps_per_execution` steps per call into XLA.
 
 Keras runs `compile(steps_per_execution=k)` as a TensorFlow while loop that calls the XLA-compiled
 step once per batch. On the CPU each call costs about 0.4 ms around a step of about 8 ms (handing
 the variables to XLA, the loop's control ops, reading the next batch only once the step is done;
-benchmarks/README.md). `fused_train_function` reads the execution's k batches first and runs the
-k steps in one XLA program, a loop over the batches.
+benchmarks/README.md). `fused_function` reads the execution's k batches first and runs the k
+steps in one XLA program, a loop over the batches.
 """
 
 import tensorflow as tf
 
-__all__ = ["fused_train_function"]
+__all__ = ["fused_function"]
 
 
 def _static(spec):
@@ -17,29 +17,30 @@ def _static(spec):
     return all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in tf.nest.flatten(spec))
 
 
-def fused_train_function(model, fallback):
-    """`model.train_function` running each execution's steps in one XLA program.
+def fused_function(model, step_function, fallback):
+    """`model.train_function` (or `test_function`) running each execution's steps in one XLA program.
 
     Takes a `tf.data` iterator, reads up to `model.steps_per_execution` batches, runs
-    `model.train_step` on each in order and returns the logs of the last step, as Keras does; an
+    `step_function` on each in order and returns the logs of the last step, as Keras does; an
     execution cut short by the end of the data runs the steps it has batches for. Batches of
     more than one shape (which XLA would compile anew for each), distributed input and other
     iterators go to `fallback`, Keras's train function.
 
     Args:
         model: a compiled `MLVAE` with `jit_compile=True` and `steps_per_execution` >= 2.
-        fallback: Keras's train function for the same model.
+        step_function: `model.train_step` or `model.test_step`: a batch -> the trackers' results.
+        fallback: Keras's function for the same step.
     """
     k = model.steps_per_execution
 
     @tf.function(jit_compile=True)
     def steps(count, batches):
         """The first `count` (1 to k) of the k `batches`, one training step each."""
-        logs = model.train_step(batches[0])
+        logs = step_function(batches[0])
 
         def body(i, logs):
             batch = tf.switch_case(i - 1, [lambda batch=batch: batch for batch in batches[1:]])
-            return i + 1, model.train_step(batch)
+            return i + 1, step_function(batch)
 
         return tf.while_loop(lambda i, _: i < count, body, (tf.constant(1), logs))[1]
 

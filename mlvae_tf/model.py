@@ -144,12 +144,17 @@ class MLVAE(keras.Model):
     def make_train_function(self, force=False):
         """Keras's train function; under `jit_compile=True` with `steps_per_execution` > 1, each
         execution's steps run as one XLA program (`mlvae_tf.execution`) on batches of one shape."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        super().make_train_function(force=True)
-        if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
-            self.train_function = execution.fused_train_function(self, fallback=self.train_function)
+        if self.train_function is None or force:
+            super().make_train_function(force=True)
+            self.train_function = self._fused(self.train_step, self.train_function)
         return self.train_function
+
+    def make_test_function(self, force=False):
+        """Keras's test function, its executions fused as `make_train_function`'s."""
+        if self.test_function is None or force:
+            super().make_test_function(force=True)
+            self.test_function = self._fused(self.test_step, self.test_function)
+        return self.test_function
 
     def compile_from_config(self, config):
         """Restores the compiled state (optimizer) saved in a `.keras` file."""
@@ -327,6 +332,11 @@ class MLVAE(keras.Model):
         return self._encode(images)
 
     # Helpers.
+
+    def _fused(self, step_function, keras_function):
+        if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
+            return execution.fused_function(self, step_function, fallback=keras_function)
+        return keras_function
 
     def _encode(self, images, training=False):
         encoded = self.encoder(images, training=training)

@@ -345,11 +345,16 @@ def test_executions_of_several_xla_steps_train_exactly_as_one_step_at_a_time():
     assert batches % 3
     one, one_history = _fit_pairs(pairs, 1)
     fused, fused_history = _fit_pairs(pairs, 3)
-    assert fused.train_function.__qualname__.startswith("fused_train_function")
+    assert fused.train_function.__qualname__.startswith("fused_function")
     assert int(one.optimizer.iterations) == int(fused.optimizer.iterations) == 2 * batches
     np.testing.assert_allclose(fused_history["loss"], one_history["loss"], rtol=1e-6)
     for a, b in zip(fused.get_weights(), one.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    fused_evaluation = fused.evaluate(pairs, verbose=0, return_dict=True)  # evaluate's executions too
+    assert fused.test_function.__qualname__.startswith("fused_function")
+    one_evaluation = one.evaluate(pairs, verbose=0, return_dict=True)
+    for name in mlvae_tf.model.TERMS:
+        np.testing.assert_allclose(fused_evaluation[name], one_evaluation[name], rtol=1e-5)
 
 
 def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
