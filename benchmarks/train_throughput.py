@@ -52,16 +52,24 @@ def batch_group_sizes(spec, observations, seed=0):
     return [size] * (observations // size) + ([observations % size] if observations % size else [])
 
 
+class _KerasLoopMLVAE(mlvae_tf.MLVAE):
+    """Keras's loop of one call into XLA per step, without `mlvae_tf.execution` (for comparison)."""
+
+    def _fused(self, step_function, keras_function):
+        return keras_function
+
+
 def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-                 epoch_batches=94, shuffle=True, constant=False):
+                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False):
     """A warmed-up model and its repeated pipeline, on batches whose groups have `sizes`; returns
     `timed_round(steps)`, the observations per second of one `fit` call of `steps` steps.
 
     The data are `epoch_batches` batches' worth of groups (94: an MNIST-sized epoch of 60,160
     observations); with `shuffle`, as users train, every epoch draws new batches of them, else
     every batch holds exactly `sizes`. With `jit`, the ragged batches become `(images, group_ids)`
-    pairs inside tf.data (shuffled ones padded to the largest batch), and the step is compiled
-    with XLA. With `constant`, `fit` reads the pipeline's first batch over and over from memory:
+    pairs of one size inside tf.data (shuffled ones padded to the largest batch), and the step is compiled
+    with XLA (with `keras_loop`, one call into XLA per step, as Keras runs it, instead of one per
+    execution). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
     the step's own speed, without the pipeline's work on the same cores. A round is timed from
     its first to its last executed step, so a fit call's set-up is not counted.
     """
@@ -70,13 +78,14 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     labels = np.repeat(np.arange(len(sizes) * epoch_batches), np.tile(sizes, epoch_batches))
     x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=shuffle, seed=seed).repeat()
-    if jit:  # shuffled batches of unequal groups vary in size: padded to the largest, one XLA program
-        pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else None
+    if jit:  # one shape for one XLA program: shuffled batches of unequal groups padded to the largest
+        pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else per_batch
         ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)
     if constant:
         ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
-    model = mlvae_tf.MLVAE(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
-                           likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
+    model_class = _KerasLoopMLVAE if keras_loop else mlvae_tf.MLVAE
+    model = model_class(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
+                        likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
     model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
 
@@ -165,6 +174,8 @@ def main(argv=None):
     parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
     parser.add_argument("--no-shuffle", action="store_true",
                         help="the same batches every epoch (default: new batches each epoch, as users train)")
+    parser.add_argument("--keras-loop", action="store_true",
+                        help="with --jit: Keras's loop, one call into XLA per step (default: one XLA program per execution)")
     parser.add_argument("--constant-batch", action="store_true",
                         help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
     args = parser.parse_args(argv)
@@ -176,7 +187,8 @@ def main(argv=None):
                 "shuffle": not args.no_shuffle, "constant_batch": args.constant_batch,
                 "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
-    fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution}
+    fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution,
+                "keras_loop": args.keras_loop}
 
     bounds = []
     between = None
@@ -215,6 +227,7 @@ def main(argv=None):
                     "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound", "--rounds", "1",
                     "--steps-per-execution", str(args.steps_per_execution)]
         ours_cmd += (["--jit"] if args.jit else []) + (["--no-shuffle"] if args.no_shuffle else [])
+        ours_cmd += ["--keras-loop"] if args.keras_loop else []
         torch_cmd = [args.compare_torch, args.torch_script, "--groups", str(args.groups), "--group-size",
                      str(args.group_size), "--steps", str(args.steps)]
         ratios = []
