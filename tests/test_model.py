@@ -393,3 +393,27 @@ def test_executions_of_several_xla_steps_end_with_data_of_unknown_length():
     assert not unpadded.element_spec[0].shape.is_fully_defined()
     model, history = _fit_pairs(unpadded, 3, epochs=1)
     assert int(model.optimizer.iterations) == batches and np.isfinite(history["loss"][0])
+
+
+def test_executions_of_several_xla_steps_keep_float16_loss_scaling_and_distributed_input():
+    """Under mixed_float16 the loss scale skips a step whose gradients overflow, inside the fused
+    program as in Keras's loop; input distributed by a `tf.distribute` strategy keeps Keras's loop."""
+    _, pairs = _ragged_and_pairs(n=60)
+    batches = int(pairs.cardinality())
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        one, one_history = _fit_pairs(pairs, 1)
+        fused, fused_history = _fit_pairs(pairs, 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert int(fused.optimizer.iterations) == int(one.optimizer.iterations) < 2 * batches  # a step was skipped
+    np.testing.assert_allclose(fused_history["loss"], one_history["loss"], rtol=1e-6)
+
+    reference, reference_history = _fit_pairs(pairs, 1)
+    keras.utils.set_random_seed(1)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = make_tiny_model()
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True, steps_per_execution=3)
+    history = model.fit(pairs, epochs=2, verbose=0).history
+    assert int(model.optimizer.iterations.numpy()) == 2 * batches
+    np.testing.assert_allclose(history["loss"], reference_history["loss"], rtol=1e-5)
