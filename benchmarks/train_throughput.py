@@ -67,9 +67,9 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     The data are `epoch_batches` batches' worth of groups (94: an MNIST-sized epoch of 60,160
     observations); with `shuffle`, as users train, every epoch draws new batches of them, else
     every batch holds exactly `sizes`. With `jit`, the ragged batches become `(images, group_ids)`
-    pairs of one size inside tf.data (shuffled ones padded to the largest batch), and the step is compiled
-    with XLA (with `keras_loop`, one call into XLA per step, as Keras runs it, instead of one per
-    execution). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
+    pairs of one size inside tf.data (shuffled ones padded to the largest batch), and the step is
+    compiled with XLA (with `keras_loop`, one call into XLA per step, as Keras runs it, instead of
+    one per execution). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
     the step's own speed, without the pipeline's work on the same cores. A round is timed from
     its first to its last executed step, so a fit call's set-up is not counted.
     """

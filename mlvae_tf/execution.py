@@ -24,7 +24,7 @@ def fused_function(model, step_function, fallback):
     `step_function` on each in order and returns the logs of the last step, as Keras does; an
     execution cut short by the end of the data runs the steps it has batches for. Batches of
     more than one shape (which XLA would compile anew for each), distributed input and other
-    iterators go to `fallback`, Keras's train function.
+    iterators go to `fallback`, Keras's function.
 
     Args:
         model: a compiled `MLVAE` with `jit_compile=True` and `steps_per_execution` >= 2.
@@ -35,7 +35,7 @@ def fused_function(model, step_function, fallback):
 
     @tf.function(jit_compile=True)
     def steps(count, batches):
-        """The first `count` (1 to k) of the k `batches`, one training step each."""
+        """One step on each of the first `count` (1 to k) of the k `batches`, in order."""
         logs = step_function(batches[0])
 
         def body(i, logs):

@@ -334,6 +334,7 @@ class MLVAE(keras.Model):
     # Helpers.
 
     def _fused(self, step_function, keras_function):
+        """`keras_function`, or under XLA with several steps per execution, the fused executions."""
         if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
             return execution.fused_function(self, step_function, fallback=keras_function)
         return keras_function
