@@ -358,6 +358,8 @@ def test_executions_of_several_xla_steps_train_exactly_as_one_step_at_a_time():
 
 
 def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
+    """One call of the fused train function reads `steps_per_execution` batches, no more, and runs
+    one step on each; the last call runs what is left, and the next one ends the epoch."""
     _, pairs = _ragged_and_pairs(n=60)
     batches = int(pairs.cardinality())
     assert batches % 3
@@ -384,7 +386,7 @@ def test_executions_of_several_xla_steps_end_with_data_of_unknown_length():
     batches = int(pairs.cardinality())
     unknown = pairs.filter(lambda images, group_ids: True)
     assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
-    reference, reference_history = _fit_pairs(pairs, 1)
+    _, reference_history = _fit_pairs(pairs, 1)
     model, history = _fit_pairs(unknown, 3)
     assert int(model.optimizer.iterations) == 2 * batches
     np.testing.assert_allclose(history["loss"], reference_history["loss"], rtol=1e-6)
@@ -409,7 +411,7 @@ def test_executions_of_several_xla_steps_keep_float16_loss_scaling_and_distribut
     assert int(fused.optimizer.iterations) == int(one.optimizer.iterations) < 2 * batches  # a step was skipped
     np.testing.assert_allclose(fused_history["loss"], one_history["loss"], rtol=1e-6)
 
-    reference, reference_history = _fit_pairs(pairs, 1)
+    _, reference_history = _fit_pairs(pairs, 1)
     keras.utils.set_random_seed(1)
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         model = make_tiny_model()
