@@ -33,33 +33,31 @@ def fused_function(model, step_function, fallback):
     """
     k = model.steps_per_execution
 
+    def results():
+        """The trackers' results: the logs before any step of the execution."""
+        return {name: tracker.result() for name, tracker in model.trackers.items()}
+
     @tf.function(jit_compile=True)
     def steps(count, batches):
         """One step on each of the first `count` (1 to k) of the k `batches`, in order."""
-        logs = step_function(batches[0])
 
         def body(i, logs):
-            batch = tf.switch_case(i - 1, [lambda batch=batch: batch for batch in batches[1:]])
+            batch = tf.switch_case(i, [lambda batch=batch: batch for batch in batches])
             return i + 1, step_function(batch)
 
-        return tf.while_loop(lambda i, _: i < count, body, (tf.constant(1), logs))[1]
+        return tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), results()))[1]
 
     @tf.function
     def execution(iterator):
         """`(number of steps run, logs)`; 0 steps at the end of the data."""
         optionals = [iterator.get_next_as_optional() for _ in range(k)]
         count = tf.add_n([tf.cast(optional.has_value(), tf.int32) for optional in optionals])
-        first = optionals[0]
 
         def run():
-            batch = first.get_value()
-            batches = [batch] + [tf.cond(o.has_value(), o.get_value, lambda: batch) for o in optionals[1:]]
-            return steps(count, batches)
+            first = optionals[0].get_value()
+            return steps(count, [first] + [tf.cond(o.has_value(), o.get_value, lambda: first) for o in optionals[1:]])
 
-        def none():
-            return {name: tracker.result() for name, tracker in model.trackers.items()}
-
-        return count, tf.cond(count > 0, run, none)
+        return count, tf.cond(count > 0, run, results)
 
     def function(iterator):
         if not (isinstance(iterator, tf.data.Iterator) and _static(iterator.element_spec)):

@@ -368,7 +368,7 @@ def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
     iterator = iter(pairs)
     logs = model.train_function(iterator)
     assert int(model.optimizer.iterations) == start + 3 and set(logs) == set(mlvae_tf.model.TERMS)
-    np.testing.assert_array_equal(next(iterator)[1], list(pairs)[3][1])  # 3 batches read, the 4th is next
+    np.testing.assert_array_equal(next(iterator)[0], list(pairs)[3][0])  # 3 batches read, the 4th is next
 
     start, iterator, calls = int(model.optimizer.iterations), iter(pairs), 0
     with pytest.raises(StopIteration):
