@@ -27,9 +27,11 @@ AGGREGATIONS = ("product", "mixture")
 
 
 def normal(mean, log_var):
-    """Diagonal Normal `N(mean, exp(log_var))` over the last axis, log-variance clamped."""
-    scale = tf.exp(0.5 * grouping.clamp_log_var(log_var))
-    return tfd.MultivariateNormalDiag(loc=mean, scale_diag=scale)
+    """Diagonal Normal `N(mean, exp(log_var))` over the last axis.
+
+    `log_var` is used as given: per-observation log-variances come clamped from the encoder
+    (`MLVAE.encode`), and a group's, `-log(sum of precisions)`, may rightly lie below the clamp."""
+    return tfd.MultivariateNormalDiag(loc=mean, scale_diag=tf.exp(0.5 * log_var))
 
 
 def standard_normal(dim, dtype=tf.float32):
@@ -44,8 +46,9 @@ def group_posterior(mean, log_var, group_ids, num_groups):
 
 
 def reparameterize(mean, log_var, noise):
-    """`mean + exp(log_var / 2) * noise`, the reparameterised sample for given standard noise."""
-    return mean + tf.exp(0.5 * grouping.clamp_log_var(log_var)) * noise
+    """`mean + exp(log_var / 2) * noise`, the reparameterised sample for given standard noise
+    (`log_var` used as given, see `normal`)."""
+    return mean + tf.exp(0.5 * log_var) * noise
 
 
 def kl_standard_normal(mean, log_var):

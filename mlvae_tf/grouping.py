@@ -22,15 +22,20 @@ __all__ = [
     "mixture_log_prob",
 ]
 
-# Log-variances are clamped to this range before any exp(): precisions stay within
-# [exp(-10), exp(10)], so sums over groups of millions of observations stay finite in float32.
+# Per-observation log-variances are clamped to this range before any exp(): precisions stay
+# within [exp(-10), exp(10)], so sums over groups of millions of observations stay finite in float32.
 LOG_VAR_MIN = -10.0
 LOG_VAR_MAX = 10.0
 
 
 def clamp_log_var(log_var):
-    """Clips log-variances to `[LOG_VAR_MIN, LOG_VAR_MAX]`."""
-    return tf.clip_by_value(log_var, LOG_VAR_MIN, LOG_VAR_MAX)
+    """Clamps log-variances to `[LOG_VAR_MIN, LOG_VAR_MAX]` with a straight-through gradient.
+
+    The value is `clip(log_var)`; the gradient is that of the identity, so a head that drifts
+    outside the range still gets the gradient of every term (the KL's pulls it back), where
+    `tf.clip_by_value` would give it none.
+    """
+    return log_var + tf.stop_gradient(tf.clip_by_value(log_var, LOG_VAR_MIN, LOG_VAR_MAX) - log_var)
 
 
 def group_sizes(group_ids, num_groups, dtype=tf.float32):

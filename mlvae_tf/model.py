@@ -246,7 +246,7 @@ class MLVAE(keras.Model):
         style = validation.check_latent(style, self.style_dim, "style")
         if content.shape[0] is not None and style.shape[0] is not None and content.shape[0] != style.shape[0]:
             raise ValueError(f"`content` has {content.shape[0]} rows but `style` has {style.shape[0]}.")
-        params = {name: tf.cast(value, tf.float32) for name, value in self.decoder([content, style], training=False).items()}
+        params = {name: tf.cast(value, tf.float32) for name, value in self._decode(content, style).items()}
         if self.likelihood == "bernoulli":
             return {"mean": tf.sigmoid(params["logits"])}
         if self.likelihood == "normal":
@@ -270,13 +270,14 @@ class MLVAE(keras.Model):
         Returns:
             dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content`.
         """
-        encoded = self._encode(images, training=training)
+        # Padding rows (`to_pairs(pad_to=...)`) have group id -1: segment sums drop them, batch
+        # normalisation leaves them out of its statistics, and their terms are masked out below.
+        is_observed = group_ids >= 0  # [N]
+        observed = tf.cast(is_observed, tf.float32)
+        encoded = self._encode(images, training=training, observed=is_observed)
         if noise is None:
             noise = self._draw_noise(tf.shape(images)[0])
         content_mean, content_log_var = encoded["content_mean"], encoded["content_log_var"]
-        # Padding rows (`to_pairs(pad_to=...)`) have group id -1: segment sums drop them, and
-        # their per-observation terms are masked out below.
-        observed = tf.cast(group_ids >= 0, tf.float32)  # [N]
         segments = num_groups if num_segments is None else num_segments
         if self.aggregation == "product":
             group_mean, group_log_var = grouping.product_of_normals(
@@ -304,7 +305,7 @@ class MLVAE(keras.Model):
         # Pixels flattened to one event axis: the same log-density, and a reduction XLA's CPU
         # backend runs several times faster than over a trailing axis of size 1.
         pixels = (-1, int(np.prod(self.input_shape)))
-        params = self.decoder([content, style], training=training)
+        params = self._decode(content, style, training=training, observed=is_observed)
         params = {name: tf.reshape(tf.cast(value, images.dtype), pixels) for name, value in params.items()}
         log_likelihood = distributions.likelihood(self.likelihood, params, 1, self.observation_scale).log_prob(
             tf.reshape(images, pixels)
@@ -339,12 +340,23 @@ class MLVAE(keras.Model):
             return execution.fused_function(self, step_function, fallback=keras_function)
         return keras_function
 
-    def _encode(self, images, training=False):
-        encoded = self.encoder(images, training=training)
+    def _observed(self, rows, observed):
+        """`observed` (bool `[N]`), or every one of `rows` observed when it is None."""
+        return tf.ones(tf.shape(rows)[:1], tf.bool) if observed is None else tf.convert_to_tensor(observed)
+
+    def _encode(self, images, training=False, observed=None):
+        images = tf.convert_to_tensor(images)
+        observed = self._observed(images, observed)
+        encoded = self.encoder({"images": images, "observed": observed}, training=training)
         encoded = {name: tf.cast(value, tf.float32) for name, value in encoded.items()}
         for name in ("style_log_var", "content_log_var"):
             encoded[name] = grouping.clamp_log_var(encoded[name])
         return encoded
+
+    def _decode(self, content, style, training=False, observed=None):
+        content, style = tf.convert_to_tensor(content), tf.convert_to_tensor(style)
+        observed = self._observed(content, observed)
+        return self.decoder({"content": content, "style": style, "observed": observed}, training=training)
 
     def _draw_noise(self, num_observations):
         """Standard noise for one step, from the seed generator's next seed. Philox is named

@@ -1,10 +1,14 @@
 """Encoder and decoder builders from the paper's supplement (section 2.1).
 
-`build_encoder` returns a functional `keras.Model` from images `[N, *input_shape]` to the four
-posterior parameters `style_mean, style_log_var, content_mean, content_log_var`, each `[N, d]`.
-`build_decoder` returns one from `(content [N, content_dim], style [N, style_dim])` to the
-likelihood parameters, a dict of `[N, *input_shape]` tensors (`logits`, or `mean` and
-optionally `log_var`).
+`build_encoder` returns a functional `keras.Model` from `{"images": [N, *input_shape],
+"observed": bool [N]}` to the four posterior parameters `style_mean, style_log_var, content_mean,
+content_log_var`, each `[N, d]`. `build_decoder` returns one from `{"content": [N, content_dim],
+"style": [N, style_dim], "observed": bool [N]}` to the likelihood parameters, a dict of
+`[N, *input_shape]` tensors (`logits`, or `mean` and optionally `log_var`).
+
+`observed` is False on the padding rows of `mlvae_tf.data.to_pairs(pad_to=...)`: batch
+normalisation leaves them out of its batch statistics and moving averages (training mode), so a
+padded batch trains exactly as the same batch without padding. In inference mode it is unused.
 """
 
 import math
@@ -35,6 +39,12 @@ def _crelu(x):
     return ops.concatenate([ops.relu(x), ops.relu(-x)], axis=-1)
 
 
+def _batch_norm(h, observed):
+    """`BatchNormalization` of `h` `[N, ..., C]` whose batch statistics count only observed rows."""
+    mask = ops.reshape(observed, (-1,) + (1,) * (len(h.shape) - 2))  # [N, 1, ...], broadcast by the layer
+    return layers.BatchNormalization()(h, mask=mask)
+
+
 def _bounded_log_var(x):
     """`5 * tanh(x)`: the paper's bounded log-variance head."""
     return 5.0 * ops.tanh(x)
@@ -49,6 +59,7 @@ def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_unit
     """
     validate_architecture(architecture, input_shape)
     images = keras.Input(shape=tuple(input_shape), name="images")
+    observed = keras.Input(shape=(), dtype="bool", name="observed")
     sizes = [style_dim, style_dim, content_dim, content_dim]
     if architecture == "mlp":
         h = layers.Flatten()(images)
@@ -59,16 +70,16 @@ def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_unit
         h = images
         for i, filters in enumerate((64, 128, 256, 512)):
             h = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=False, name=f"e{i + 1}")(h)
-            h = layers.ReLU()(layers.BatchNormalization()(h))
+            h = layers.ReLU()(_batch_norm(h, observed))
         h = layers.Flatten()(h)
         for i in (5, 6):
             h = layers.Dense(256, use_bias=False, name=f"e{i}")(h)
-            h = _crelu(layers.BatchNormalization()(h))
+            h = _crelu(_batch_norm(h, observed))
         outputs = [layers.Dense(size, name=f"head_{name}")(h) for size, name in zip(sizes, ENCODER_OUTPUTS)]
         outputs[1] = _bounded_log_var(outputs[1])
         outputs[3] = _bounded_log_var(outputs[3])
     outputs = {name: layers.Identity(name=name)(t) for name, t in zip(ENCODER_OUTPUTS, outputs)}
-    return keras.Model(images, outputs, name="encoder")
+    return keras.Model({"images": images, "observed": observed}, outputs, name="encoder")
 
 
 def _param_names(likelihood):
@@ -85,6 +96,7 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     validate_architecture(architecture, input_shape)
     content = keras.Input(shape=(content_dim,), name="content")
     style = keras.Input(shape=(style_dim,), name="style")
+    observed = keras.Input(shape=(), dtype="bool", name="observed")
     h = layers.Concatenate()([content, style])
     names = _param_names(likelihood)
     if architecture == "mlp":
@@ -94,14 +106,14 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     else:
         height, width, channels = input_shape
         h = layers.Dense((height // 8) * (width // 8) * 512, use_bias=False, name="d0")(h)
-        h = layers.ReLU()(layers.BatchNormalization()(h))
+        h = layers.ReLU()(_batch_norm(h, observed))
         h = layers.Reshape((height // 8, width // 8, 512))(h)
         for i, filters in enumerate((256, 128, 64)):
             h = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"d{i + 1}")(h)
-            h = layers.ReLU()(layers.BatchNormalization()(h))
+            h = layers.ReLU()(_batch_norm(h, observed))
         params = [layers.Conv2D(channels, 3, padding="same", name=f"out_{name}")(h) for name in names]
     params = dict(zip(names, params))
     if "log_var" in params:
         params["log_var"] = _bounded_log_var(params["log_var"])
     params = {name: layers.Identity(name=name)(t) for name, t in params.items()}
-    return keras.Model([content, style], params, name="decoder")
+    return keras.Model({"content": content, "style": style, "observed": observed}, params, name="decoder")
