@@ -134,3 +134,49 @@ def test_mixture_kl_estimator_is_unbiased_against_1d_integration():
     exact = np.trapezoid(np.where(safe, mixture * np.log(np.where(safe, mixture, 1.0) / prior), 0.0), grid)
     estimates = _mixture_kl_estimates(mean, np.log(var), 30000, rng)
     assert abs(estimates.mean() - exact) < 4 * estimates.std() / np.sqrt(len(estimates)), (estimates.mean(), exact)
+
+
+def _set_content_log_var_heads(model, value):
+    """Makes the "mlp" encoder's content log-variance head output `value` for every image."""
+    kernel, bias = model.encoder.get_layer("heads").get_weights()
+    columns = slice(2 * STYLE_DIM + CONTENT_DIM, None)
+    kernel[:, columns], bias[columns] = 0.0, value
+    model.encoder.get_layer("heads").set_weights([kernel, bias])
+
+
+def test_gradients_reach_log_variance_heads_outside_the_clamp():
+    """A head below LOG_VAR_MIN still gets the KL's gradient (a plain clip would give it 0) and it
+    points back into the range."""
+    model = make_tiny_model()
+    _set_content_log_var_heads(model, grouping.LOG_VAR_MIN - 5.0)
+    x = np.random.default_rng(0).uniform(size=(6, *model.input_shape)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        terms = model.compute_elbo_terms(x, tf.constant([0, 0, 1, 1, 1, 2]), 3, training=True)
+    bias = model.encoder.get_layer("heads").bias
+    gradient = tape.gradient(terms["kl_content"], bias).numpy()[2 * STYLE_DIM + CONTENT_DIM:]
+    assert np.all(gradient < 0)  # gradient descent raises the log-variance
+    assert np.all(np.isfinite(terms["loss"]))
+
+
+def test_the_loss_uses_the_group_posterior_of_encode_groups():
+    """A group of 10 at log-variance -9 has a group log-variance of -9 - log 10, below the clamp:
+    the content KL of the loss is the closed form at encode_groups' posterior, not at -10."""
+    model = make_tiny_model()
+    _set_content_log_var_heads(model, -9.0)
+    x = np.random.default_rng(1).uniform(size=(13, *model.input_shape)).astype(np.float32)
+    group_ids = np.array([0] * 10 + [1] * 3, np.int32)
+    groups = model.encode_groups(x, group_ids)
+    mean, log_var = groups["content_mean"].numpy(), groups["content_log_var"].numpy()
+    np.testing.assert_allclose(log_var[0], -9.0 - np.log(10.0), rtol=1e-5)
+    kl = 0.5 * np.sum(np.exp(log_var) + mean**2 - 1.0 - log_var, axis=1)  # [2]
+    terms = model.compute_elbo_terms(x, tf.constant(group_ids), 2)
+    np.testing.assert_allclose(terms["kl_content"], kl.mean(), rtol=1e-5)
+    # The sampled content: zero noise gives the group mean, unit noise the group's standard deviation.
+    zeros = {"content": np.zeros((13, CONTENT_DIM), np.float32), "style": np.zeros((13, STYLE_DIM), np.float32)}
+    ones = dict(zeros, content=np.ones((13, CONTENT_DIM), np.float32))
+    captured = []
+    decode = model._decode
+    model._decode = lambda content, style, **kw: captured.append(content.numpy()) or decode(content, style, **kw)
+    model.compute_elbo_terms(x, tf.constant(group_ids), 2, noise=zeros)
+    model.compute_elbo_terms(x, tf.constant(group_ids), 2, noise=ones)
+    np.testing.assert_allclose(captured[1] - captured[0], np.exp(0.5 * log_var)[group_ids], rtol=1e-4)
