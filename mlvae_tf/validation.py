@@ -7,7 +7,7 @@ Shape and dtype checks are static, so they also run while tracing (export); valu
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_images", "check_group_ids", "check_latent", "check_positive_int"]
+__all__ = ["check_images", "check_group_ids", "check_latent", "check_positive_int", "GROUP_IDS_RULE"]
 
 
 def _is_concrete(x):
@@ -59,7 +59,7 @@ def check_group_ids(group_ids, num_observations, num_groups=None, name="group_id
 
     Returns:
         `(group_ids as int32 tensor, num_groups)`; `num_groups` is `max + 1` when not given (a
-        tensor while tracing).
+        tensor while tracing, where the same checks run in the graph: `_guard_group_ids`).
     """
     group_ids = _as_tensor(group_ids, name)
     if not group_ids.dtype.is_integer:
@@ -71,7 +71,7 @@ def check_group_ids(group_ids, num_observations, num_groups=None, name="group_id
         raise ValueError(f"`{name}` has length {n} but there are {num_observations} images; give one id per image.")
     group_ids = tf.cast(group_ids, tf.int32)
     if not _is_concrete(group_ids):
-        return group_ids, (tf.reduce_max(group_ids) + 1 if num_groups is None else num_groups)
+        return _guard_group_ids(group_ids, num_groups)
     ids = group_ids.numpy()
     if ids.size and ids.min() < 0:
         raise ValueError(f"`{name}` must be >= 0, got {ids.min()}.")
@@ -86,6 +86,35 @@ def check_group_ids(group_ids, num_observations, num_groups=None, name="group_id
             f"group in [0, {num_groups}) with at least one observation."
         )
     return group_ids, num_groups
+
+
+GROUP_IDS_RULE = "group_ids must be integers in [0, num_groups) with at least one image in every group"
+GUARD_SCOPE = "group_ids_must_be_in_0_to_num_groups_with_every_group_non_empty"
+
+
+def _guard_group_ids(group_ids, num_groups=None):
+    """The checks of `check_group_ids` inside a graph (exported group encoders), at run time.
+
+    A request with a negative id, or a gap in the ids (an empty group, which would silently get
+    the prior N(0, I)), fails: TensorFlow (and TF Serving) raise `InvalidArgumentError` with
+    `GROUP_IDS_RULE`. ONNX has no assertions (tf2onnx drops them), so the ids also pass through a
+    reshape that fails on bad ids; ONNX Runtime's error names its node, `GUARD_SCOPE/check`.
+
+    Returns:
+        `(group_ids int32 [N], num_groups)`; `num_groups` is `max(group_ids) + 1` when not given.
+    """
+    n = tf.shape(group_ids)[0]
+    if num_groups is None:
+        num_groups = tf.maximum(tf.reduce_max(group_ids) + 1, 0)
+    # Out-of-range ids are counted in an extra segment: ONNX Runtime's scatter rejects them.
+    inside = tf.clip_by_value(group_ids, 0, num_groups)
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(group_ids), inside, num_groups + 1)[:-1]  # [G]
+    valid = tf.reduce_all([n > 0, tf.reduce_all(group_ids >= 0), tf.reduce_all(group_ids < num_groups),
+                           tf.reduce_all(sizes > 0)])
+    check = tf.debugging.Assert(valid, [GROUP_IDS_RULE])
+    with tf.control_dependencies([check]), tf.name_scope(GUARD_SCOPE):
+        group_ids = tf.reshape(group_ids, tf.where(valid, n, n + 1)[None], name="check")  # fails unless valid
+    return tf.ensure_shape(group_ids, [None]), num_groups
 
 
 def check_latent(x, dim, name):

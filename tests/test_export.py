@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,37 @@ def test_onnx_runtime_matches_keras(exported, digits_split):
             got = dict(zip(names, session.run(names, {k: inputs[k] for k in feeds[part]})))
             for key, value in expected.items():
                 np.testing.assert_allclose(got[key], value, atol=1e-5, err_msg=f"{part} {key} {n}")
+
+
+@pytest.mark.parametrize("group_ids", [[0, 1, -1, -1, -1], [0, 2, 2, 0, 2], [0, -3, 1, 1, 0]],
+                         ids=["padding", "gap", "negative"])
+def test_bad_group_ids_are_refused_alike_by_keras_savedmodel_serving_and_onnx(exported, digits_split, group_ids):
+    """One contract in every format: ids in [0, G), every group non-empty; padding (-1), a gap
+    (group 1 empty, which would silently be the prior) or other negative ids are refused."""
+    from mlvae_tf.validation import GROUP_IDS_RULE, GUARD_SCOPE
+
+    model, root = exported
+    x, group_ids = digits_split["test"][0][:5], np.array(group_ids, np.int32)
+    with pytest.raises(ValueError, match="group_ids|group 1 has no observations"):
+        model.encode_groups(x, group_ids)
+    encoder = tf.saved_model.load(str(root / "encoder" / "1")).signatures["encode_groups"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(GROUP_IDS_RULE)):
+        encoder(images=tf.constant(x), group_ids=tf.constant(group_ids))
+    body = {"inputs": {"images": x.tolist(), "group_ids": group_ids.tolist()}}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(GROUP_IDS_RULE)):
+        serving.rest_predict(encoder, body)
+    session = ort.InferenceSession(str(root / "onnx" / "group_encoder.onnx"))
+    with pytest.raises(Exception, match=GUARD_SCOPE):
+        session.run(None, {"images": x, "group_ids": group_ids})
+    # The same images with good ids: the three agree.
+    good = np.array([0, 1, 2, 2, 0], np.int32)
+    expected = model.encode_groups(x, good)
+    served = encoder(images=tf.constant(x), group_ids=tf.constant(good))
+    names = [o.name for o in session.get_outputs()]
+    onnx_out = dict(zip(names, session.run(names, {"images": x, "group_ids": good})))
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value, atol=1e-5)
+        np.testing.assert_allclose(onnx_out[key], value, atol=1e-5)
 
 
 def test_onnx_files_pass_the_checker_and_have_a_dynamic_batch(exported):
