@@ -85,10 +85,11 @@ SCHEMA = {
         "jit_compile": _bool,
         "steps_per_execution": _positive_int,
     },
-    "evaluate": {
+    "evaluate": {  # the classifier protocol of supplement 3.1 (mlvae_tf.evaluation.compute_protocol)
+        "K": _optional_positive_int,
         "ks": _ks,
         "trials": _positive_int,
-        "max_train_images": _positive_int,
+        "features": _choice("sample", "mean"),
     },
 }
 
@@ -104,7 +105,9 @@ DEFAULTS = {
     # paper's MNIST-size model, not for the 8x8 digits (benchmarks/README.md).
     "train": {"epochs": 120, "learning_rate": 1e-3, "seed": 0, "grid_every": 10, "jit_compile": False,
               "steps_per_execution": 10},
-    "evaluate": {"ks": [1, 2, 5, 10], "trials": 5, "max_train_images": 5000},
+    # K: test images per class in each of the classifier's three sets; null: the largest the test
+    # classes allow, at most the paper's 100. The digits' smallest test class has 18 images: K = 6.
+    "evaluate": {"K": 6, "ks": [1, 2, 3, 6], "trials": 5, "features": "sample"},
 }
 
 
@@ -123,6 +126,9 @@ def validate(config, schema=SCHEMA, prefix=""):
             ok, expected = check(value)
             if not ok:
                 raise ConfigError(f"config key `{prefix}{key}` must be {expected}, got {value!r}.")
+    if prefix == "evaluate." and config.get("K") is not None and max(config.get("ks", [1])) > config["K"]:
+        raise ConfigError(f"config key `evaluate.ks` must be <= evaluate.K={config['K']} (k test images are "
+                          f"accumulated out of the K per class), got {config['ks']}.")
     return config
 
 

@@ -1,7 +1,8 @@
-"""python -m mlvae_tf.evaluate --model m.keras --data digits --out reports/digits [--ks 1,2,5,10] [--trials 5]
+"""python -m mlvae_tf.evaluate --model runs/digits/<run>/model.keras [--out reports/digits] [--K 6] [--ks 1,2,3,6]
 
-The paper's protocol on a trained model: swap grids with and without accumulated evidence, the
-classifier accuracy and conditional entropy of content and style against k, `metrics.json` and a plot.
+The paper's protocol on a trained model, on the test split of the model's own run (its
+`config.yaml`): swap grids with and without accumulated evidence, the classifier accuracy and
+conditional entropy of content and style against k (supplement 3.1), `metrics.json` and a plot.
 """
 
 import json
@@ -13,15 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 __all__ = ["evaluate", "main"]
-
-
-def _subsample(part, limit, seed):
-    """At most `limit` images of `part`, drawn at random (the classifier's training set)."""
-    x, labels = part
-    if len(labels) <= limit:
-        return part
-    keep = np.sort(np.random.default_rng(seed).choice(len(labels), limit, replace=False))
-    return x[keep], labels[keep]
 
 
 def _pyplot():
@@ -59,16 +51,25 @@ def _save_image(grid, path):
     _pyplot().imsave(path, np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None)
 
 
-def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, evidence=10, columns=8,
-             max_train_images=5000):
+def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, features="sample", seed=0, evidence=10,
+             columns=8, unseen_groups=False):
     """Writes `swap_grid.png`, `swap_grid_evidence.png` (Figure 4), `interpolation.png`,
     `generation.png` (Figure 5), `evidence.png` (Figure 6a), `protocol.png` and `metrics.json` in `out`.
+
+    Args:
+        model: a trained model (`encode`, `encode_groups`, `decode`).
+        train: `(images, labels)` the model was trained on: evaluation refuses test images among
+            them (and, with `unseen_groups`, test groups among its groups); the leakage check's
+            pixel classifier is fitted on up to 5,000 of them.
+        test: `(images, labels)` of the evaluation; the protocol uses these only.
+        K, ks, trials, features, seed: the protocol's settings (`mlvae_tf.evaluation.compute_protocol`).
 
     Returns:
         The metrics dict (see `mlvae_tf.evaluation.compute_protocol`), with `leakage` (see
         `mlvae_tf.evaluation.compute_leakage`).
     """
     from mlvae_tf.evaluation import (
+        check_disjoint,
         compute_leakage,
         compute_protocol,
         evidence_grid,
@@ -77,6 +78,7 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
         swap_grid,
     )
 
+    check_disjoint(train, test, unseen_groups=unseen_groups)
     os.makedirs(out, exist_ok=True)
     x, labels = test
     rng = np.random.default_rng(seed)
@@ -84,7 +86,8 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     others = [rng.permutation(np.setdiff1d(np.flatnonzero(labels == labels[i]), [i]))[:evidence] for i in chosen]
     _save_image(swap_grid(model, x[chosen])[0], os.path.join(out, "swap_grid.png"))
     _save_image(swap_grid(model, x[chosen], [x[o] for o in others])[0], os.path.join(out, "swap_grid_evidence.png"))
-    _save_image(interpolation_grid(model, x[chosen[0]], x[chosen[1]])[0], os.path.join(out, "interpolation.png"))
+    _save_image(interpolation_grid(model, x[chosen[0]], x[chosen[1]], evidence=(x[others[0]], x[others[1]]))[0],
+                os.path.join(out, "interpolation.png"))
     group = x[np.concatenate([[chosen[0]], others[0]])]
     _save_image(generation_grid(model, group, seed=seed)[0], os.path.join(out, "generation.png"))
     _save_image(evidence_grid(model, group[:4])[0], os.path.join(out, "evidence.png"))
@@ -92,52 +95,107 @@ def evaluate(model, train, test, out, ks=(1, 2, 5, 10), trials=5, seed=0, eviden
     def represent(images, group_ids):
         return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
 
-    train = _subsample(train, max_train_images, seed)
-    metrics = compute_protocol(represent, train, test, ks=ks, trials=trials, seed=seed)
-    metrics["leakage"] = compute_leakage(model, train, test, metrics["style_accuracy"][str(min(ks))]["mean"],
-                                         metrics["chance_accuracy"], seed=seed)
+    metrics = compute_protocol(represent, test, K=K, ks=ks, trials=trials, features=features, seed=seed)
+    judge = np.random.default_rng(seed).permutation(len(train[1]))[:5000]
+    metrics["leakage"] = compute_leakage(model, (train[0][judge], train[1][judge]), test,
+                                         metrics["style_accuracy"][str(min(ks))]["mean"], metrics["chance_accuracy"],
+                                         seed=seed)
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     _plot(metrics, os.path.join(out, "protocol.png"))
     return metrics
 
 
+def run_config(model_path, config_path=None):
+    """The validated config of the run that wrote `model_path`: `config_path`, or the run
+    folder's `config.yaml` (next to `model.keras` and `best.keras`, one level above
+    `checkpoints/`). Returns `(config, path)`, or `(None, None)` when there is none."""
+    from mlvae_tf.config import load_config
+
+    if config_path is None:
+        folder = os.path.dirname(os.path.abspath(model_path))
+        candidates = [os.path.join(folder, "config.yaml"), os.path.join(os.path.dirname(folder), "config.yaml")]
+        config_path = next((path for path in candidates if os.path.isfile(path)), None)
+        if config_path is None:
+            return None, None
+    return load_config(config_path), config_path
+
+
 def main(argv=None, prog="python -m mlvae_tf.evaluate"):
     from mlvae_tf.cli import OneLineParser
-    from mlvae_tf.config import DATASETS
+    from mlvae_tf.config import DATASETS, ConfigError
+    from mlvae_tf.evaluation import FEATURES
 
-    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[2])
     parser.add_argument("--model", required=True, help="saved .keras model")
-    parser.add_argument("--data", default="digits", choices=DATASETS, help="data set, split as in training")
-    parser.add_argument("--group-key", default="label", help="the label that defines the groups")
-    parser.add_argument("--max-train-images", type=int, default=5000, help="classifier training images at most")
+    parser.add_argument("--config", default=None,
+                        help="the run's config.yaml (default: the one in the model's run folder); its `data` "
+                             "section gives the split and its `evaluate` section the protocol's settings")
+    parser.add_argument("--data", default=None, choices=DATASETS,
+                        help="data set, for a model without a run folder (with --data-seed)")
+    parser.add_argument("--data-seed", type=int, default=None, help="seed of the data split the model was trained on")
+    parser.add_argument("--group-key", default=None, help="the label that defines the groups")
     parser.add_argument("--unseen-groups", action="store_true",
-                        help="the test groups were never seen in training (as MS-Celeb-1M identities): train and "
-                             "test the classifier on the test set's own images, split within each group")
+                        help="the test groups must be unseen in training (as MS-Celeb-1M identities): refuse otherwise")
     parser.add_argument("--out", default="reports/digits")
-    parser.add_argument("--ks", default="1,2,5,10", help="comma-separated evidence sizes k")
-    parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split (as in training) and trials")
+    parser.add_argument("--K", type=int, default=None, help="images per class in each classifier set (default: "
+                                                            "the config's, else the largest the test classes allow, "
+                                                            "at most 100)")
+    parser.add_argument("--ks", default=None, help="comma-separated evidence sizes k (default: the config's)")
+    parser.add_argument("--trials", type=int, default=None, help="trials on different test images (default: 5)")
+    parser.add_argument("--features", default=None, choices=FEATURES, help="posterior samples (eq. 4, default) or means")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trials (not of the data split)")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.model):
         parser.error(f"--model: no such file {args.model!r}")
+    if args.config is not None and not os.path.isfile(args.config):
+        parser.error(f"--config: no such file {args.config!r}")
     try:
-        ks = [int(k) for k in args.ks.split(",")]
+        config, config_path = run_config(args.model, args.config)
+    except ConfigError as error:
+        parser.error(f"--config: {error}")
+    if config is None:
+        if args.data is None:
+            parser.error("no config.yaml in the model's run folder: pass --config (the run's config.yaml), or "
+                         "--data and --data-seed as the model was trained")
+        settings = {"name": args.data, "group_key": args.group_key or "label",
+                    "seed": 0 if args.data_seed is None else args.data_seed}
+        protocol = {}
+    else:
+        settings, protocol = dict(config["data"]), dict(config.get("evaluate", {}))
+        asked = {("--data", "name"): args.data, ("--group-key", "group_key"): args.group_key,
+                 ("--data-seed", "seed"): args.data_seed}
+        differs = [(flag, key) for (flag, key), value in asked.items() if value is not None and value != settings[key]]
+        if differs:
+            parser.error(f"{', '.join(flag for flag, _ in differs)} differ from the run's config {config_path} ("
+                         f"{', '.join(f'data.{key}={settings[key]!r}' for _, key in differs)}); the evaluation takes "
+                         "the run's own split")
+    try:
+        ks = [int(k) for k in args.ks.split(",")] if args.ks else protocol.get("ks", [1, 2, 5, 10])
     except ValueError:
         parser.error(f"--ks must be comma-separated integers, got {args.ks!r}")
+    K = args.K if args.K is not None else protocol.get("K")
+    trials = args.trials if args.trials is not None else protocol.get("trials", 5)
+    features = args.features or protocol.get("features", "sample")
 
     import keras
 
     import mlvae_tf
 
     model = keras.models.load_model(args.model)
-    splits = mlvae_tf.data.load_splits(args.data, args.group_key, seed=args.seed)
-    train, test = splits["train"], splits["test"]
-    if args.unseen_groups:
-        train, test = mlvae_tf.evaluation.split_within_groups(test, seed=args.seed)
-    metrics = evaluate(model, train, test, args.out, ks=ks, trials=args.trials, seed=args.seed,
-                       max_train_images=args.max_train_images)
+    splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"])
+    try:
+        metrics = evaluate(model, splits["train"], splits["test"], args.out, K=K, ks=ks, trials=trials,
+                           features=features, seed=args.seed, unseen_groups=args.unseen_groups)
+    except ValueError as error:
+        parser.exit(1, f"{prog}: error: {error}\n")
+    metrics["settings"]["data"] = dict(settings, config=config_path)
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
     line = lambda name: ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items())  # noqa: E731
+    chosen = metrics["settings"]
+    print(f"protocol: K={chosen['K']} test images per class and set, {chosen['features']} features, "
+          f"{chosen['trials']} trials, data {settings['name']} (seed {settings['seed']})")
     print(f"content accuracy   {line('content_accuracy')}")
     print(f"style accuracy     {line('style_accuracy')}   (chance {metrics['chance_accuracy']:.2f})")
     print(f"content H(Y|C) bits {line('content_cond_entropy_bits')}")

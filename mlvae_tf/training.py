@@ -75,7 +75,8 @@ def build(config, splits):
         train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
                             for ds, part in ((train_ds, "train"), (val_ds, "val")))
     model = MLVAE(input_shape=splits["train"][0].shape[1:], seed=settings["seed"], **config["model"])
-    model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"],
+    optimizer = keras.optimizers.Adam(settings["learning_rate"], epsilon=1e-8)  # the paper's Adam (supplement 2)
+    model.compile(optimizer=optimizer, jit_compile=settings["jit_compile"],
                   steps_per_execution=settings["steps_per_execution"])
     return model, train_ds, val_ds
 

@@ -39,6 +39,8 @@ def test_paper_settings_in_the_paper_configs():
         ({"train": {"learning_rate": -1}}, "`train.learning_rate` must be a number > 0"),
         ({"data": {"name": "imagenet"}}, r"`data.name` must be one of \['digits', "),
         ({"evaluate": {"ks": []}}, "`evaluate.ks` must be a non-empty list of integers >= 1"),
+        ({"evaluate": {"K": 4, "ks": [1, 5]}}, r"`evaluate.ks` must be <= evaluate.K=4"),
+        ({"evaluate": {"features": "median"}}, r"`evaluate.features` must be one of \['sample', 'mean'\]"),
         ({"model": 3}, "config section `model` must be a mapping"),
     ],
 )

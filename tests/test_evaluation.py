@@ -6,7 +6,9 @@ import sys
 
 import numpy as np
 
-from mlvae_tf.evaluation import compute_protocol, conditional_entropy_bits, swap_grid
+import pytest
+
+from mlvae_tf.evaluation import check_disjoint, compute_protocol, conditional_entropy_bits, largest_K, swap_grid
 
 
 def test_conditional_entropy_is_the_cross_entropy_in_bits():
@@ -25,24 +27,82 @@ def _synthetic(num_classes=4, per_class=60, seed=0):
     return images, labels
 
 
-def _represent(images, group_ids):
-    """Content encodes the class exactly (one-hot of pixel 0, averaged over the group); style is noise."""
+def _represent(images, group_ids, noise=0.0, log_var=-20.0):
+    """Content encodes the class (one-hot of pixel 0, plus per-image noise `noise * pixels 1:3`
+    padded) averaged over the group; style is pixels 1:3 (noise); both with variance exp(log_var)."""
     content = np.eye(4)[images[:, 0].astype(int)]
+    content[:, 1:3] += noise * images[:, 1:3]
     sizes = np.bincount(group_ids)
     group_content = np.stack([content[group_ids == g].mean(0) for g in range(len(sizes))])
-    return {"content_mean": group_content, "style_mean": images[:, 1:]}
+    return {"content_mean": group_content, "content_log_var": np.full_like(group_content, log_var),
+            "style_mean": images[:, 1:], "style_log_var": np.full_like(images[:, 1:], log_var)}
 
 
 def test_protocol_gives_perfect_content_and_chance_style_on_synthetic_features():
-    train, test = _synthetic(seed=0), _synthetic(seed=1)
-    metrics = compute_protocol(_represent, train, test, ks=(1, 3), K=3, trials=2, progress=False)
+    test = _synthetic(per_class=60, seed=1)
+    metrics = compute_protocol(_represent, test, K=6, ks=(1, 3), trials=2, features="mean", progress=False)
     assert metrics["chance_accuracy"] == 0.25
     for k in ("1", "3"):
         assert metrics["content_accuracy"][k]["mean"] == 1.0
         assert metrics["content_cond_entropy_bits"][k]["mean"] < 0.1
-        assert abs(metrics["style_accuracy"][k]["mean"] - 0.25) < 0.12  # noise: near chance
+        assert abs(metrics["style_accuracy"][k]["mean"] - 0.25) < 0.15  # noise: near chance
         assert metrics["style_cond_entropy_bits"][k]["mean"] > 1.5  # near log2(4) = 2 bits
-    assert metrics["settings"]["trials"] == 2
+    settings = metrics["settings"]
+    assert (settings["K"], settings["trials"], settings["features"], settings["images_per_set"]) == (6, 2, "mean", 24)
+    assert settings["disjoint_trials"]  # 2 trials x 3 sets x 6 images <= 60 per class
+
+
+def test_protocol_sets_are_test_images_k_per_group_and_evidence_helps():
+    """Every call groups exactly k images of one class (K for the classifier's training and
+    validation sets, leftovers included); per-image noise averages out, so accuracy rises with k."""
+    calls = []
+
+    def recording(images, group_ids):
+        for g in np.unique(group_ids):
+            calls.append((len(np.unique(images[group_ids == g, 0])), int(np.sum(group_ids == g))))
+        return _represent(images, group_ids, noise=1.0)
+
+    x, labels = _synthetic(per_class=40, seed=4)
+    metrics = compute_protocol(recording, (x, labels), K=10, ks=(1, 3, 10), trials=3, features="mean",
+                               progress=False)
+    assert {classes for classes, _ in calls} == {1}  # a group never mixes classes
+    assert {size for _, size in calls} == {1, 3, 10}  # 10 = 3 * 3 + 1: the leftover gets 3 too
+    accuracy = [metrics["content_accuracy"][k]["mean"] for k in ("1", "3", "10")]
+    assert accuracy[0] < accuracy[1] < accuracy[2] and accuracy[2] > 0.9, accuracy
+    assert not metrics["settings"]["disjoint_trials"]  # 3 x 30 > 40 images per class
+
+
+def test_protocol_samples_the_posteriors_as_eq_4():
+    """With a wide posterior, samples are noise: the content accuracy falls to chance, while means
+    keep it perfect."""
+    test = _synthetic(per_class=30, seed=5)
+    wide = lambda images, ids: _represent(images, ids, log_var=np.log(100.0))  # noqa: E731
+    sampled = compute_protocol(wide, test, K=10, ks=(1,), trials=2, features="sample", progress=False)
+    means = compute_protocol(wide, test, K=10, ks=(1,), trials=2, features="mean", progress=False)
+    assert means["content_accuracy"]["1"]["mean"] == 1.0
+    assert sampled["content_accuracy"]["1"]["mean"] < 0.5
+
+
+def test_protocol_refuses_impossible_settings():
+    test = _synthetic(per_class=20, seed=6)
+    assert largest_K(test[1]) == 6
+    with pytest.raises(ValueError, match="ks"):
+        compute_protocol(_represent, test, K=3, ks=(1, 5), progress=False)
+    with pytest.raises(ValueError, match="largest K that every class allows is 6"):
+        compute_protocol(_represent, test, K=7, ks=(1,), progress=False)
+    with pytest.raises(ValueError, match="features"):
+        compute_protocol(_represent, test, K=3, ks=(1,), features="mode", progress=False)
+
+
+def test_evaluation_refuses_training_images_and_seen_groups():
+    train, test = _synthetic(seed=7), _synthetic(seed=8)
+    check_disjoint(train, test)
+    leaked = (np.concatenate([test[0][:5], train[0][:3]]), np.concatenate([test[1][:5], train[1][:3]]))
+    with pytest.raises(ValueError, match="3 of the 8 test images are training images"):
+        check_disjoint(train, leaked)
+    with pytest.raises(ValueError, match="test groups .* were seen in training"):
+        check_disjoint(train, test, unseen_groups=True)
+    check_disjoint(train, (test[0], test[1] + 4), unseen_groups=True)
 
 
 def test_swap_grid_layout_matches_the_model(trained, digits_split):
@@ -64,24 +124,55 @@ def test_swap_grid_layout_matches_the_model(trained, digits_split):
     np.testing.assert_allclose(grid[16:24, 32:40], swapped, atol=1e-6)
 
 
+def _evaluate(*args):
+    return subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", *map(str, args)], capture_output=True, text=True)
+
+
 def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
     model_path = tmp_path / "m.keras"
     trained[0].save(model_path)
-    result = subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", "--model", str(model_path), "--out",
-                             str(tmp_path / "report"), "--ks", "1,5", "--trials", "2"], capture_output=True, text=True,
-                            check=True)
-    assert "content accuracy" in result.stdout
+    result = _evaluate("--model", model_path, "--data", "digits", "--data-seed", 0, "--out", tmp_path / "report",
+                       "--K", 6, "--ks", "1,6", "--trials", 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "content accuracy" in result.stdout and "K=6" in result.stdout
     for name in ("swap_grid.png", "swap_grid_evidence.png", "interpolation.png", "generation.png", "evidence.png",
                  "protocol.png", "metrics.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     print({k: metrics[k] for k in ("content_accuracy", "style_accuracy")})
-    assert metrics["content_accuracy"]["5"]["mean"] >= metrics["content_accuracy"]["1"]["mean"]
-    assert metrics["content_cond_entropy_bits"]["5"]["mean"] < metrics["content_cond_entropy_bits"]["1"]["mean"]
+    settings = metrics["settings"]
+    assert (settings["K"], settings["ks"], settings["trials"], settings["features"]) == (6, [1, 6], 2, "sample")
+    assert settings["data"] == {"name": "digits", "group_key": "label", "seed": 0, "config": None}
+    assert metrics["content_accuracy"]["6"]["mean"] >= metrics["content_accuracy"]["1"]["mean"]
+    assert metrics["content_cond_entropy_bits"]["6"]["mean"] < metrics["content_cond_entropy_bits"]["1"]["mean"]
     assert metrics["content_accuracy"]["1"]["mean"] > metrics["style_accuracy"]["1"]["mean"]
-    missing = subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", "--model", str(tmp_path / "none.keras")],
-                             capture_output=True, text=True)
+    missing = _evaluate("--model", tmp_path / "none.keras")
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    no_split = _evaluate("--model", model_path)
+    assert no_split.returncode == 2 and "no config.yaml in the model's run folder" in no_split.stderr
+
+
+def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path):
+    """A run trained on data.seed=3: evaluate uses its split and its `evaluate:` section, and
+    refuses another split (whose test images would include the run's training images)."""
+    import yaml
+
+    from mlvae_tf.config import load_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    trained[0].save(run / "checkpoints" / "epoch_001.keras")
+    config = load_config(None, ["data.seed=3", "evaluate.K=5", "evaluate.ks=[1, 5]", "evaluate.trials=1",
+                                "evaluate.features=mean"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    result = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    settings = json.loads((tmp_path / "report" / "metrics.json").read_text())["settings"]
+    assert settings["data"]["seed"] == 3 and settings["data"]["config"] == str(run / "config.yaml")
+    assert (settings["K"], settings["ks"], settings["trials"], settings["features"]) == (5, [1, 5], 1, "mean")
+    refused = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", "--data-seed", 0)
+    assert refused.returncode == 2 and "--data-seed differ from the run's config" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 class _FakeModel:
@@ -136,6 +227,13 @@ def test_interpolation_generation_and_evidence_grids_match_the_model(trained, di
     middle = model.decode((enc["content_mean"][:1] + enc["content_mean"][1:]) / 2,
                           (enc["style_mean"][:1] + enc["style_mean"][1:]) / 2).numpy()[0]
     np.testing.assert_allclose(tiles[1][1], middle, atol=1e-6)
+    # Strategy 2 (Figure 5b): each content accumulated over its image and others of its group.
+    same_a, same_b = x[labels == labels[0]][1:4], x[labels == labels[1]][1:3]
+    _, tiles = interpolation_grid(model, a, b, steps=3, evidence=(same_a, same_b))
+    content_a = model.encode_groups(np.concatenate([a[None], same_a]), np.zeros(4, np.int32))["content_mean"]
+    content_b = model.encode_groups(np.concatenate([b[None], same_b]), np.zeros(3, np.int32))["content_mean"]
+    np.testing.assert_allclose(tiles[0][0], model.decode(content_a, enc["style_mean"][:1]).numpy()[0], atol=1e-5)
+    np.testing.assert_allclose(tiles[2][2], model.decode(content_b, enc["style_mean"][1:]).numpy()[0], atol=1e-5)
 
     group = x[labels == labels[0]][:5]
     content = model.encode_groups(group, np.zeros(5, np.int32))["content_mean"].numpy()
@@ -150,15 +248,3 @@ def test_interpolation_generation_and_evidence_grids_match_the_model(trained, di
     np.testing.assert_allclose(tiles[1][1], model.decode(alone[1:2], style[1:2]).numpy()[0], atol=1e-5)
     together = model.encode_groups(group[:3], np.zeros(3, np.int32))["content_mean"].numpy()
     np.testing.assert_allclose(tiles[2][2], model.decode(together, style[2:3]).numpy()[0], atol=1e-5)
-
-
-def test_unseen_groups_split_within_each_group_and_run_the_protocol():
-    from mlvae_tf.evaluation import split_within_groups
-
-    x, labels = _synthetic(per_class=20, seed=3)
-    train, test = split_within_groups((x, labels), seed=0)
-    assert len(train[1]) + len(test[1]) == len(labels)
-    assert set(train[1]) == set(test[1]) == set(range(4))  # every group on both sides
-    assert not set(map(bytes, train[0])) & set(map(bytes, test[0]))  # no image on both sides
-    metrics = compute_protocol(_represent, train, test, ks=(1, 2), K=2, trials=1, progress=False)
-    assert metrics["content_accuracy"]["2"]["mean"] == 1.0

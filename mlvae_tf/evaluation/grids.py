@@ -46,17 +46,26 @@ def swap_grid(model, images, evidence=None):
     return tile(tiles), tiles
 
 
-def interpolation_grid(model, first, second, steps=7):
+def interpolation_grid(model, first, second, steps=7, evidence=None):
     """Figure 5b: each row keeps one style and interpolates the content along it, each column keeps
     one content and interpolates the style: tile (i, j) decodes `(1 - a_j) c_1 + a_j c_2` with
     `(1 - a_i) s_1 + a_i s_2`, `a = linspace(0, 1, steps)`, from the posterior means of two images.
+
+    Args:
+        first, second: `[*input_shape]` images.
+        evidence: optional pair `(images_1, images_2)`, `[n_i, *input_shape]` other images of each
+            one's group: each content is then accumulated over its image and these (strategy 2,
+            as Figure 5b does with 10 images); without it, over the image alone.
 
     Returns:
         `(grid [steps * H, steps * W, C], tiles)`.
     """
     pair = np.stack([np.asarray(first, np.float32), np.asarray(second, np.float32)])
-    encoded = model.encode(pair)
-    content, style = np.asarray(encoded["content_mean"]), np.asarray(encoded["style_mean"])
+    extra = [np.zeros((0, *pair.shape[1:]), np.float32)] * 2 if evidence is None else [
+        np.asarray(images, np.float32) for images in evidence]
+    group_ids = np.concatenate([[0, 1], np.zeros(len(extra[0])), np.ones(len(extra[1]))]).astype(np.int32)
+    encoded = model.encode_groups(np.concatenate([pair, *extra]), group_ids)
+    content, style = np.asarray(encoded["content_mean"]), np.asarray(encoded["style_mean"])[:2]
     alphas = np.linspace(0.0, 1.0, steps)[:, None]
     contents, styles = (1 - alphas) * content[0] + alphas * content[1], (1 - alphas) * style[0] + alphas * style[1]
     decoded = np.asarray(model.decode(np.tile(contents, (steps, 1)), np.repeat(styles, steps, axis=0)))

@@ -1,18 +1,28 @@
-"""The paper's quantitative protocol (section 4, supplement 3): how much the content and the style
-latents tell about the group, as a function of the accumulated evidence k.
+"""The paper's quantitative protocol (section 4; supplement sections 3.1 and 3.2): how much the
+content and the style latents tell about the class, as a function of the accumulated evidence k.
+
+As in the supplement, the classifier's training, validation and test sets are all made of test
+images, K per class each, drawn anew in every trial. The classifier's training and validation
+features accumulate the content over the K images of each class; its test features over groups
+of k <= K images of a class (k = 1: no group information). The features are posterior samples
+(eq. 4 of the supplement) or posterior means.
 
 It consumes a representation function, so it works the same on a Keras model, a SavedModel or an
-ONNX session: `represent(images [N, ...], group_ids int32 [N]) -> {"content_mean": [G, d],
-"style_mean": [N, d], ...}` (the `encode_groups` contract).
+ONNX session: `represent(images [N, ...], group_ids int32 [N]) -> {"content_mean",
+"content_log_var": [G, d], "style_mean", "style_log_var": [N, d]}` (the `encode_groups` contract).
 """
 
+import copy
 import warnings
 
 import numpy as np
 
-__all__ = ["conditional_entropy_bits", "accumulated_features", "compute_protocol", "split_within_groups"]
+__all__ = ["FEATURES", "conditional_entropy_bits", "accumulated_features", "compute_protocol", "largest_K",
+           "check_disjoint"]
 
 PARTS = ("content", "style")
+FEATURES = ("sample", "mean")
+SETS = ("train", "validation", "test")
 
 
 def conditional_entropy_bits(labels, probabilities):
@@ -26,104 +36,202 @@ def conditional_entropy_bits(labels, probabilities):
     return float(-np.mean(np.log2(p)))
 
 
-def accumulated_features(represent, images, labels, k, rng):
-    """Features of every image with content accumulated over random groups of `k` images of the
-    same class (k = 1: no group information); leftover images of a class form a smaller group.
+def _groups_of_k(labels, k, rng):
+    """Random groups of exactly `k` images of one class, covering every image once as an owner.
+
+    Each class's images are shuffled and cut into groups of `k`; each of the `n mod k` images left
+    over gets a group of its own with `k - 1` other images of its class drawn at random, so every
+    image has exactly `k` images of evidence.
 
     Returns:
-        `(content [N, d], style [N, d])`, row i for image i.
+        `(rows [M], group_ids [M], own_row [N])`: the images to represent (indices, with repeats),
+        their groups, and for image i the row that stands for it.
     """
-    group_ids = np.empty(len(labels), np.int32)
-    next_group = 0
+    rows, group_ids, own_row = [], [], np.empty(len(labels), np.int64)
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        group_ids[members] = next_group + np.arange(len(members)) // k
-        next_group += -(-len(members) // k)
-    out = represent(images, group_ids)
-    return np.asarray(out["content_mean"])[group_ids], np.asarray(out["style_mean"])
+        if len(members) < k:
+            raise ValueError(f"class {label} has {len(members)} images, fewer than k={k}.")
+        full = len(members) - len(members) % k
+        for start in range(0, full, k):  # groups of k: every member stands for itself
+            own_row[members[start:start + k]] = len(rows) + np.arange(k)
+            rows.extend(members[start:start + k])
+            group_ids.extend([len(group_ids) // k] * k)
+        for image in members[full:]:  # a leftover: itself and k - 1 other images of its class
+            own_row[image] = len(rows)
+            rows.extend([image, *rng.choice(np.setdiff1d(members, [image]), k - 1, replace=False)])
+            group_ids.extend([len(group_ids) // k] * k)
+    return np.asarray(rows, np.int64), np.asarray(group_ids, np.int32), own_row
 
 
-def split_within_groups(part, fraction=0.5, seed=0):
-    """Splits the images of every group of `part` into two parts, for unseen groups: the model
-    never saw these groups, so the classifier is trained and tested on the test set's own images
-    (supplement 3.1), each group's images divided between its training and test sets.
-
-    Returns:
-        `(classifier_train, classifier_test)`, each `(images, labels)`.
-    """
-    images, labels = part
-    rng = np.random.default_rng(seed)
-    first = np.zeros(len(labels), bool)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        if len(members) < 2:
-            raise ValueError(f"group {label} has {len(members)} image; unseen-group evaluation needs >= 2 per group.")
-        first[members[: max(1, min(len(members) - 1, round(fraction * len(members))))]] = True
-    return (images[first], labels[first]), (images[~first], labels[~first])
-
-
-def _classifier(seed, max_iter):
-    from sklearn.neural_network import MLPClassifier
-
-    # Supplement 3.1: 256 tanh units, softmax output, cross-entropy, Adam(1e-3, 0.9, 0.999, 1e-8).
-    return MLPClassifier(hidden_layer_sizes=(256,), activation="tanh", solver="adam", learning_rate_init=1e-3,
-                         beta_1=0.9, beta_2=0.999, epsilon=1e-8, max_iter=max_iter, random_state=seed)
-
-
-def compute_protocol(represent, train, test, ks=(1, 2, 5, 10), K=None, trials=5, seed=0, max_iter=300,
-                     progress=True):
-    """Classifier accuracy and conditional entropy of content and style features against k.
-
-    For each trial, a classifier (supplement 3.1) is trained on features of the `train` images,
-    with content accumulated over groups of `K` images per class, once on content and once on
-    style; it is tested on the `test` images with content accumulated over groups of `k` images.
-    Trials differ in the random groups. For unseen groups (classes absent from training, as
-    MS-Celeb-1M identities), pass two disjoint parts of the test set's images as `train` and `test`.
+def accumulated_features(represent, images, labels, k, rng, features="sample"):
+    """Content and style features of every image, with content accumulated over random groups
+    of exactly `k` images of its class (see `_groups_of_k`).
 
     Args:
-        represent: the `encode_groups` contract (see the module docstring).
-        train, test: `(images, labels)` pairs; labels int.
-        ks: the evidence sizes to test. K: the training evidence size (default `max(ks)`).
+        represent: the `encode_groups` contract (module docstring).
+        images: `[N, ...]`; labels: int `[N]`; k: evidence per group, >= 1.
+        rng: a `np.random.Generator` (groups, and the samples' noise).
+        features: "sample" (one draw from each image's group posterior and style posterior,
+            eq. 4 of the supplement) or "mean" (the posterior means).
+
+    Returns:
+        `(content [N, content_dim], style [N, style_dim])`, row i for image i.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"`features` must be one of {FEATURES}, got {features!r}.")
+    rows, group_ids, own_row = _groups_of_k(np.asarray(labels), int(k), rng)
+    out = {name: np.asarray(value, np.float64) for name, value in represent(images[rows], group_ids).items()}
+    group = group_ids[own_row]  # [N]
+    content = out["content_mean"][group]
+    style = out["style_mean"][own_row]
+    if features == "sample":
+        content = content + np.exp(0.5 * out["content_log_var"][group]) * rng.standard_normal(content.shape)
+        style = style + np.exp(0.5 * out["style_log_var"][own_row]) * rng.standard_normal(style.shape)
+    return content, style
+
+
+def largest_K(labels, limit=100):
+    """The largest K <= `limit` for which every class has the 3K images of the three sets."""
+    return int(min(limit, np.bincount(np.asarray(labels))[np.unique(labels)].min() // 3))
+
+
+def check_disjoint(train, test, unseen_groups=False):
+    """Refuses an evaluation on images the model was trained on.
+
+    Args:
+        train, test: `(images, labels)` of the model's training data and of the evaluation.
+        unseen_groups: the groups of `test` must also be absent from `train`.
+
+    Raises:
+        ValueError: a test image is a training image (byte for byte), or with `unseen_groups`, a
+            test group is a training group.
+    """
+    def keys(x):
+        x = np.ascontiguousarray(x)
+        return x.reshape(len(x), -1).view(np.dtype((np.void, x[0].nbytes))).ravel()
+
+    overlap = int(np.isin(keys(test[0]), keys(train[0])).sum())
+    if overlap:
+        raise ValueError(f"{overlap} of the {len(test[1])} test images are training images of the model: evaluate "
+                         "on the run's own split (its config.yaml: data.name, data.seed).")
+    if unseen_groups:
+        seen = np.intersect1d(np.unique(test[1]), np.unique(train[1]))
+        if seen.size:
+            raise ValueError(f"{seen.size} test groups (e.g. {seen[0]}) were seen in training, but the groups "
+                             "must be unseen.")
+
+
+class _Classifier:
+    """Supplement 3.1: 256 tanh units, a softmax output, the cross-entropy, Adam(1e-3, 0.9, 0.999,
+    1e-8); trained an epoch at a time, keeping the epoch of lowest validation cross-entropy
+    (early stopping with `patience`)."""
+
+    def __init__(self, classes, seed, max_epochs=300, patience=20):
+        from sklearn.neural_network import MLPClassifier
+
+        self.classes, self.max_epochs, self.patience = classes, max_epochs, patience
+        self.network = MLPClassifier(hidden_layer_sizes=(256,), activation="tanh", solver="adam",
+                                     learning_rate_init=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8, alpha=0.0,
+                                     random_state=seed)
+
+    def fit(self, x, y, x_val, y_val):
+        best, best_loss, waited, self.epochs = copy.deepcopy(self.network), np.inf, 0, 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            for epoch in range(self.max_epochs):
+                self.network.partial_fit(x, y, classes=self.classes)
+                loss = conditional_entropy_bits(np.searchsorted(self.classes, y_val), self.network.predict_proba(x_val))
+                if loss < best_loss - 1e-6:
+                    best, best_loss, waited, self.epochs = copy.deepcopy(self.network), loss, 0, epoch + 1
+                else:
+                    waited += 1
+                    if waited >= self.patience:
+                        break
+        self.network = best
+        return self
+
+    def predict_proba(self, x):
+        return self.network.predict_proba(x)
+
+
+def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, features="sample", seed=0,
+                     max_epochs=300, patience=20, progress=True):
+    """Classifier accuracy and conditional entropy of content and style features against k.
+
+    In each trial, `3K` test images of every class are drawn (without overlap between trials
+    while there are enough) and split into the classifier's training, validation and test sets
+    of K per class. A classifier (supplement 3.1) is trained on content features, another on style
+    features; training and validation features accumulate the content over the K images of each
+    class, test features over random groups of k images of a class. Classes with fewer than 3K
+    images are left out (listed in `settings`).
+
+    Args:
+        represent: the `encode_groups` contract (module docstring).
+        test: `(images, labels)`, the test images (seen or unseen groups alike); labels int.
+        K: images per class in each set; default `largest_K(labels)` (at most the paper's 100).
+        ks: the evidence sizes tested, each in `[1, K]`.
         trials: number of trials (mean and std are reported).
+        features: "sample" (eq. 4 of the supplement) or "mean".
+        max_epochs, patience: the classifier's training (early stopping on the validation set).
 
     Returns:
         dict with `content_accuracy`, `style_accuracy`, `content_cond_entropy_bits`,
-        `style_cond_entropy_bits` (each `{k: {"mean", "std"}}`), `chance_accuracy` and `settings`.
+        `style_cond_entropy_bits` (each `{k: {"mean", "std"}}`), `chance_accuracy` and `settings`
+        (every choice above, the classes used and left out, the set sizes).
     """
     import keras
 
+    images, labels = test
+    labels = np.asarray(labels)
+    K = largest_K(labels) if K is None else int(K)
     ks = sorted(set(int(k) for k in ks))
-    K = int(K or max(ks))
-    if ks[0] < 1 or K < ks[-1]:
-        raise ValueError(f"`ks` must be >= 1 and <= K={K}, got {ks}.")
-    classes = np.unique(train[1])
-    test_classes = np.unique(test[1])
-    if not np.isin(test_classes, classes).all():
-        raise ValueError("every test class must appear in `train`; for unseen groups split the test set in two.")
-    scores = {f"{part}_{metric}": {k: [] for k in ks} for part in PARTS
-              for metric in ("accuracy", "cond_entropy_bits")}
+    if features not in FEATURES:
+        raise ValueError(f"`features` must be one of {FEATURES}, got {features!r}.")
+    if K < 1 or not ks or ks[0] < 1 or ks[-1] > K:
+        raise ValueError(f"`ks` must lie in [1, K] with K >= 1; got ks={ks}, K={K}.")
+    counts = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
+    classes = np.array([c for c, n in counts.items() if n >= 3 * K])
+    left_out = sorted(c for c, n in counts.items() if n < 3 * K)
+    if len(classes) < 2:
+        raise ValueError(f"K={K} needs 3K={3 * K} test images in at least two classes; the largest K that every "
+                         f"class allows is {largest_K(labels)}.")
+    scores = {f"{part}_{metric}": {k: [] for k in ks} for part in PARTS for metric in ("accuracy", "cond_entropy_bits")}
+    rng = np.random.default_rng(seed)
+    orders = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    disjoint = all(len(order) >= 3 * K * trials for order in orders.values())
+    epochs = []
     bar = keras.utils.Progbar(trials, unit_name="trial") if progress else None
     for trial in range(trials):
-        rng = np.random.default_rng([seed, trial])
-        features = dict(zip(PARTS, accumulated_features(represent, *train, K, rng)))
-        classifiers = {}
-        with warnings.catch_warnings():  # a capped number of Adam epochs, as in the paper
-            warnings.simplefilter("ignore", category=UserWarning)
-            for part in PARTS:
-                classifiers[part] = _classifier(seed + trial, max_iter).fit(features[part], train[1])
-        for k in ks:
-            # One random grouping of the test images per k, shared by the content and style classifiers.
-            test_features = dict(zip(PARTS, accumulated_features(represent, *test, k, rng)))
+        trial_rng = np.random.default_rng([seed, trial])
+        chosen = {c: (order[3 * K * trial:3 * K * (trial + 1)] if disjoint else trial_rng.permutation(order)[:3 * K])
+                  for c, order in orders.items()}
+        sets = {name: np.concatenate([chosen[c][i * K:(i + 1) * K] for c in classes]) for i, name in enumerate(SETS)}
+        fit = {name: dict(zip(PARTS, accumulated_features(represent, images[sets[name]], labels[sets[name]], K,
+                                                          trial_rng, features))) for name in ("train", "validation")}
+        classifiers = {part: _Classifier(classes, seed + trial, max_epochs, patience).fit(
+            fit["train"][part], labels[sets["train"]], fit["validation"][part], labels[sets["validation"]])
+            for part in PARTS}
+        epochs += [c.epochs for c in classifiers.values()]
+        target = np.searchsorted(classes, labels[sets["test"]])
+        for k in ks:  # one random grouping of the test images per k, shared by both classifiers
+            test_features = dict(zip(PARTS, accumulated_features(represent, images[sets["test"]],
+                                                                 labels[sets["test"]], k, trial_rng, features)))
             for part, classifier in classifiers.items():
-                probabilities = np.zeros((len(test[1]), int(classes.max()) + 1))
-                probabilities[:, classifier.classes_] = classifier.predict_proba(test_features[part])
-                scores[f"{part}_accuracy"][k].append(float(np.mean(probabilities.argmax(1) == test[1])))
-                scores[f"{part}_cond_entropy_bits"][k].append(conditional_entropy_bits(test[1], probabilities))
+                probabilities = classifier.predict_proba(test_features[part])
+                scores[f"{part}_accuracy"][k].append(float(np.mean(probabilities.argmax(1) == target)))
+                scores[f"{part}_cond_entropy_bits"][k].append(conditional_entropy_bits(target, probabilities))
         if bar is not None:
             bar.update(trial + 1)
     result = {name: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in per_k.items()}
               for name, per_k in scores.items()}
-    result["chance_accuracy"] = 1.0 / len(test_classes)
-    result["settings"] = {"ks": ks, "K": K, "trials": trials, "seed": seed, "classifier": "256 tanh, softmax, Adam 1e-3",
-                          "train_images": int(len(train[1])), "test_images": int(len(test[1]))}
+    result["chance_accuracy"] = 1.0 / len(classes)
+    result["settings"] = {
+        "protocol": "supplement 3.1: train, validation and test sets of K test images per class",
+        "K": K, "ks": ks, "trials": trials, "features": features, "seed": seed,
+        "images_per_set": int(K * len(classes)), "classes": [int(c) for c in classes],
+        "classes_left_out": left_out, "disjoint_trials": bool(disjoint),
+        "classifier": "256 tanh, softmax, cross-entropy, Adam(1e-3, 0.9, 0.999, 1e-8), early stopping on validation",
+        "max_epochs": max_epochs, "patience": patience, "classifier_epochs_median": float(np.median(epochs)),
+    }
     return result
