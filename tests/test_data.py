@@ -136,6 +136,15 @@ def test_split_groups_is_disjoint_covering_and_reproducible():
         mlvae_tf.data.split_groups([0, 0, 1], (0.5, 0.25, 0.25))
 
 
+@pytest.mark.parametrize("fractions, sizes", [((0.5, 0.001, 0.499), [5, 1, 4]), ((0.001, 0.001, 0.998), [1, 1, 8]),
+                                              ((0.998, 0.001, 0.001), [8, 1, 1]), ((0.34, 0.33, 0.33), [3, 4, 3])])
+def test_split_groups_gives_every_part_a_group(fractions, sizes):
+    labels = np.repeat(np.arange(10), 2)
+    parts = mlvae_tf.data.split_groups(labels, fractions, seed=0)
+    assert [len(set(labels[p])) for p in parts] == sizes
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(labels)))
+
+
 def test_bundled_digits():
     x, labels = mlvae_tf.data.load_digits()
     assert x.shape == (1797, 8, 8, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0

@@ -164,8 +164,9 @@ def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
         raise ValueError(f"Cannot split {len(groups)} groups into {len(fractions)} parts with disjoint groups.")
     permuted = np.random.default_rng(seed).permutation(len(groups))
     bounds = np.round(np.cumsum(fractions) * len(groups)).astype(int)
-    bounds = np.maximum(bounds, np.arange(1, len(fractions) + 1))  # every part gets a group
-    bounds = np.minimum(bounds, len(groups) - np.arange(len(fractions) - 1, -1, -1))
+    for part in range(len(bounds)):  # every part gets at least one group, and leaves one for each later part
+        low = bounds[part - 1] + 1 if part else 1
+        bounds[part] = min(max(bounds[part], low), len(groups) - (len(bounds) - 1 - part))
     part_of_group = np.empty(len(groups), dtype=np.int64)
     for part, (start, stop) in enumerate(zip(np.concatenate([[0], bounds[:-1]]), bounds)):
         part_of_group[permuted[start:stop]] = part
