@@ -57,19 +57,21 @@ def _run_dir(runs_dir, name):
     return run_dir, backup, False
 
 
-def build(config, splits):
+def build(config, splits, epoch=None):
     """The compiled model and the train / validation pipelines that `config` describes.
 
     Args:
         config: a validated `mlvae_tf.config` dict.
         splits: `{"train" | "val": (images, labels), ...}` (see `mlvae_tf.data.load_splits`).
+        epoch: optional int `tf.Variable`, the epoch whose shuffle the training batches follow
+            (see `mlvae_tf.data.grouped_dataset`).
 
     Returns:
         `(model, train_ds, val_ds)`.
     """
     data, settings = config["data"], config["train"]
     batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
-    train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], **batches)
+    train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch, **batches)
     val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
     if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
         train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
@@ -93,10 +95,14 @@ def train(config, runs_dir="runs", verbose="auto"):
     data, settings = config["data"], config["train"]
     keras.utils.set_random_seed(settings["seed"])
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"])
-    model, train_ds, val_ds = build(config, splits)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    model, train_ds, val_ds = build(config, splits, epoch=epoch)
     logs = os.path.join(run_dir, "logs")
     callbacks = [
         keras.callbacks.BackupAndRestore(backup),
+        # After BackupAndRestore: a resumed run's first epoch is the restored one, and its batches
+        # are that epoch's, not the first epoch's again.
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda number, logs: epoch.assign(number)),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoints", "epoch_{epoch:03d}.keras")),

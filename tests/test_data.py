@@ -66,6 +66,21 @@ def test_same_seed_same_batches_new_epoch_new_batches_other_seed_other_batches()
     assert not _same(first, _epoch(make(8)))
 
 
+def test_an_epoch_variable_resumes_the_sequence_of_batches():
+    """A resumed run sets the epoch: its first iteration yields that epoch's batches, the ones an
+    uninterrupted run would have had, not the first epoch's again."""
+    x, labels = _indexed_data()
+    kwargs = dict(groups_per_batch=3, max_group_size=5, seed=7)
+    counting = mlvae_tf.data.grouped_dataset(x, labels, **kwargs)
+    uninterrupted = [_epoch(counting) for _ in range(3)]
+    epoch = tf.Variable(2, dtype=tf.int64)
+    resumed = mlvae_tf.data.grouped_dataset(x, labels, epoch=epoch, **kwargs)
+    assert _same(_epoch(resumed), uninterrupted[2])
+    assert _same(_epoch(resumed), uninterrupted[2])  # the variable, not a count, decides
+    epoch.assign(0)
+    assert _same(_epoch(resumed), uninterrupted[0])
+
+
 def test_shuffled_chunks_are_uniformly_random_partitions_of_a_group():
     """A group of 4 cut into chunks of 2: observation 0 shares its chunk with each of the other three
     in a third of the epochs (300 epochs: 100 each, standard deviation 8) and comes first in half

@@ -74,6 +74,7 @@ def grouped_dataset(
     shuffle=True,
     seed=None,
     drop_remainder=False,
+    epoch=None,
 ):
     """A `tf.data.Dataset` of batches of whole groups, for `MLVAE.fit`.
 
@@ -94,6 +95,10 @@ def grouped_dataset(
         shuffle: shuffle groups and observations each epoch.
         seed: int seed of the shuffling; `None` draws one.
         drop_remainder: drop a last batch with fewer than `groups_per_batch` groups.
+        epoch: optional int `tf.Variable`, the 0-based epoch whose batches an iteration yields
+            (with `shuffle`). Set it at the start of each epoch, e.g. from a callback's
+            `on_epoch_begin`, so that a resumed run continues the sequence of batches instead of
+            replaying the first epochs'. Without it, the dataset counts its own iterations.
 
     Returns:
         `tf.data.Dataset` with known cardinality (batches per epoch).
@@ -126,9 +131,13 @@ def grouped_dataset(
 
     if shuffle:
         base_seed = tf.constant(np.random.SeedSequence(seed).generate_state(2).astype(np.int64))
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # counts iterations over the dataset
+        if epoch is None:
+            counter = tf.Variable(0, dtype=tf.int64, trainable=False)  # counts iterations over the dataset
+            next_epoch = lambda: counter.assign_add(1)  # noqa: E731
+        else:
+            next_epoch = lambda: tf.cast(epoch, tf.int64) + 1  # noqa: E731  (the same numbering: epoch 0 is 1)
         ds = tf.data.Dataset.from_tensors(0).flat_map(
-            lambda _: batches(tf.random.experimental.stateless_fold_in(base_seed, epoch.assign_add(1)))
+            lambda _: batches(tf.random.experimental.stateless_fold_in(base_seed, next_epoch()))
         )
     else:
         ds = batches(None)
