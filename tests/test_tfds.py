@@ -105,7 +105,21 @@ def test_mnist_experiment_end_to_end_under_mock_data():
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         history = model.fit(parts["train"], validation_data=parts["val"], epochs=1, verbose=0)
     assert counts["train"] > 0 and counts["val"] > 0 and counts["test"] > 0
+    assert counts["train"] == 5 * counts["val"]  # 50,000 / 10,000 of MNIST's training images
     assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["val_loss"][0])
+
+
+def test_mnist_train_and_validation_are_separated_at_random():
+    """The paper separates them at random (section 4), not as fixed slices: the validation part
+    is a seeded random sixth of the training images, disjoint from the train part."""
+    with tfds.testing.mock_data(num_examples=60):
+        splits = [mlvae_tf.data.mnist_splits(seed=seed) for seed in (0, 0, 1)]
+        ordered = mlvae_tf.data.load_tfds_arrays("mnist", "label", "train")[0]
+    first, again, other = ([bytes(image) for image in s["val"][0]] for s in splits)
+    assert len(first) == 10 and first == again and first != other
+    train = {bytes(image) for image in splits[0]["train"][0]}
+    assert not train & set(first) and len(train) + len(first) == 60
+    assert first != [bytes(image) for image in ordered[50:]]  # not the last slice
 
 
 def test_read_idx_on_a_hand_written_file(tmp_path):

@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from mlvae_tf import validation
 
-__all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "group_index"]
+__all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation",
+           "group_index"]
 
 
 def group_index(labels):
@@ -191,6 +192,18 @@ def split_observations(num_observations, fractions=(0.7, 0.15, 0.15), seed=0):
         raise ValueError(f"`fractions` must be positive and sum to 1, got {fractions.tolist()}.")
     order = np.random.default_rng(seed).permutation(num_observations)
     return tuple(np.split(order, (np.cumsum(fractions)[:-1] * num_observations).astype(int)))
+
+
+def split_validation(x, labels, seed=0, fraction=1 / 6):
+    """The paper's MNIST split (section 4): training images separated at random into train and
+    validation parts, `fraction` of them for validation (MNIST's 60,000: 50,000 / 10,000).
+
+    Returns:
+        dict `{"train" | "val": (x, labels)}`.
+    """
+    order = np.random.default_rng(seed).permutation(len(x))
+    train, val = order[: len(x) - round(fraction * len(x))], order[len(x) - round(fraction * len(x)):]
+    return {"train": (x[train], labels[train]), "val": (x[val], labels[val])}
 
 
 def to_pairs(dataset, pad_to=None):

@@ -55,8 +55,6 @@ def fashion_mnist_splits(seed=0, root=FASHION_MNIST_DIR):
     Returns:
         dict `{"train" | "val" | "test": (x, labels)}`.
     """
-    x, labels = load_fashion_mnist("train", root)
-    order = np.random.default_rng(seed).permutation(len(x))
-    train, val = order[:50_000], order[50_000:]
-    return {"train": (x[train], labels[train]), "val": (x[val], labels[val]),
-            "test": load_fashion_mnist("test", root)}
+    from mlvae_tf.data.grouped import split_validation
+
+    return dict(split_validation(*load_fashion_mnist("train", root), seed=seed), test=load_fashion_mnist("test", root))

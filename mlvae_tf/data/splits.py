@@ -3,7 +3,7 @@
 from mlvae_tf.data.digits import digits_splits
 from mlvae_tf.data.grouped import split_observations
 from mlvae_tf.data.idx import fashion_mnist_splits
-from mlvae_tf.data.tfds import MNIST_SPLITS, load_tfds_arrays
+from mlvae_tf.data.tfds import load_tfds_arrays, mnist_splits
 
 __all__ = ["load_splits"]
 
@@ -12,7 +12,7 @@ def load_splits(name, group_key="label", seed=0, data_dir=None):
     """Train, validation and test parts of a named data set.
 
     "digits" (bundled) and "fashion_mnist" (Debian's package) are read locally; "mnist" comes
-    from TFDS with the paper's 50,000 / 10,000 / test split; "grouped_shapes" is built offline
+    from TFDS with the paper's 50,000 / 10,000 random split and the test set; "grouped_shapes" is built offline
     (64x64x3) and split 80 / 10 / 10 at random, grouped by `group_key` (e.g. "shape").
 
     Returns:
@@ -23,8 +23,7 @@ def load_splits(name, group_key="label", seed=0, data_dir=None):
     if name == "fashion_mnist":
         return fashion_mnist_splits(seed)
     if name == "mnist":
-        return {part: load_tfds_arrays("mnist", group_key, split, data_dir=data_dir)
-                for part, split in MNIST_SPLITS.items()}
+        return mnist_splits(group_key, seed, data_dir=data_dir)
     if name == "grouped_shapes":
         x, labels = load_tfds_arrays("grouped_shapes/default", group_key, data_dir=data_dir)
         parts = split_observations(len(x), (0.8, 0.1, 0.1), seed=seed)

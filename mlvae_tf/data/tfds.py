@@ -14,12 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from mlvae_tf import validation
-from mlvae_tf.data.grouped import grouped_dataset
+from mlvae_tf.data.grouped import grouped_dataset, split_validation
 
-__all__ = ["from_tfds", "load_tfds_arrays", "mnist_datasets", "MNIST_SPLITS", "MAX_IN_MEMORY_BYTES"]
+__all__ = ["from_tfds", "load_tfds_arrays", "mnist_splits", "mnist_datasets", "MAX_IN_MEMORY_BYTES"]
 
 MAX_IN_MEMORY_BYTES = 2 * 1024**3  # splits larger than this are streamed when `in_memory=None`
-MNIST_SPLITS = {"train": "train[:50000]", "val": "train[50000:]", "test": "test"}  # the paper's section 4
 
 
 def _builder(name_or_builder, data_dir, download):
@@ -164,16 +163,25 @@ def from_tfds(
     return ds.ragged_batch(groups_per_batch, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def mnist_splits(group_key="label", seed=0, data_dir=None, download=True):
+    """The paper's MNIST split (section 4): the 60,000 training images separated at random
+    (`seed`) into 50,000 train and 10,000 validation images, and the standard test set.
+
+    Returns:
+        dict `{"train" | "val" | "test": (images float32 [N, 28, 28, 1], labels int [N])}`.
+    """
+    read = lambda split: load_tfds_arrays("mnist", group_key, split, data_dir=data_dir, download=download)  # noqa: E731
+    return dict(split_validation(*read("train"), seed=seed), test=read("test"))
+
+
 def mnist_datasets(groups_per_batch=64, max_group_size=10, seed=0, data_dir=None, download=True):
-    """The paper's MNIST experiment (section 4): the training set split 50,000 / 10,000 into
-    train and validation, the standard test set, every part grouped by digit label.
+    """The paper's MNIST experiment (section 4): `mnist_splits`, every part grouped by digit label.
 
     Returns:
         dict `{"train" | "val" | "test": tf.data.Dataset}`.
     """
     return {
-        part: from_tfds("mnist", "label", split=split, groups_per_batch=groups_per_batch,
-                        max_group_size=max_group_size, shuffle=part == "train", seed=seed, data_dir=data_dir,
-                        download=download)
-        for part, split in MNIST_SPLITS.items()
+        part: grouped_dataset(x, labels, groups_per_batch=groups_per_batch, max_group_size=max_group_size,
+                              shuffle=part == "train", seed=seed)
+        for part, (x, labels) in mnist_splits("label", seed, data_dir, download).items()
     }
