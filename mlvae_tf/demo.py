@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 import mlvae_tf  # noqa: E402
 from mlvae_tf.config import DEFAULTS, apply_overrides  # noqa: E402
@@ -59,6 +60,8 @@ def main(argv=None):
 
     model_path = os.path.join(args.out, "model.keras")
     model.save(model_path)
+    with open(os.path.join(args.out, "config.yaml"), "w") as f:  # `mlvae evaluate` takes the split from it
+        yaml.safe_dump(dict(config, train=dict(config["train"], epochs=args.epochs)), f, sort_keys=False)
     summary = {
         "epochs": args.epochs,
         "train_seconds": round(seconds, 1),
@@ -79,8 +82,10 @@ def main(argv=None):
     from mlvae_tf.evaluate import evaluate
 
     report = os.path.join(args.out, "report")
-    print("\nThe paper's protocol (supplement 3.1; 5 trials):")
-    metrics = evaluate(model, splits["train"], splits["test"], report, ks=(1, 2, 5, 10), trials=5, seed=args.seed)
+    protocol = config["evaluate"]
+    print(f"\nThe paper's protocol (supplement 3.1): K={protocol['K']} test images per class in each of the "
+          f"classifier's sets, {protocol['features']} features, {protocol['trials']} trials:")
+    metrics = evaluate(model, splits["train"], splits["test"], report, seed=args.seed, **config["evaluate"])
     for name in ("content_accuracy", "style_accuracy", "content_cond_entropy_bits"):
         print(f"  {name:26s} " + ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items()))
     print(f"  chance accuracy {metrics['chance_accuracy']:.2f}; grids, plot and metrics.json in {report}/")

@@ -92,6 +92,10 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     "mlp": Dense(hidden_units, tanh) -> Dense(prod(input_shape)) per parameter.
     "conv64": Dense to (H/8, W/8, 512) + BatchNorm + ReLU, three Conv2DTranspose(4, stride 2)
     256/128/64 + BatchNorm + ReLU, then a Conv(3) per parameter; log-variance `5 * tanh`.
+    The supplement lists three deconvolutions but says "all four layers are followed by Batch
+    Normalisation and ReLU" and does not say how the latent becomes an image; the reading here:
+    the fourth is this linear front end, from `(c, s)` to an (H/8, W/8, 512) map (the mirror of the
+    encoder's last convolution), so the three stride-2 deconvolutions reach H x W.
     """
     validate_architecture(architecture, input_shape)
     content = keras.Input(shape=(content_dim,), name="content")
