@@ -19,18 +19,10 @@ import yaml  # noqa: E402
 
 import mlvae_tf  # noqa: E402
 from mlvae_tf.config import DEFAULTS, apply_overrides  # noqa: E402
+from mlvae_tf.evaluation import linear_probe_accuracy  # noqa: E402
 from mlvae_tf.training import build  # noqa: E402
 
 __all__ = ["main"]
-
-
-def _probe_accuracy(model, splits, name):
-    """Test accuracy of a logistic regression on single-image posterior means `name`."""
-    from sklearn.linear_model import LogisticRegression
-
-    features = {part: model.encode(splits[part][0])[name].numpy() for part in ("train", "test")}
-    classifier = LogisticRegression(max_iter=3000).fit(features["train"], splits["train"][1])
-    return float(classifier.score(features["test"], splits["test"][1]))
 
 
 def main(argv=None):
@@ -67,8 +59,8 @@ def main(argv=None):
         "train_seconds": round(seconds, 1),
         "val_loss_first_epoch": history.history["val_loss"][0],
         "val_loss_last_epoch": history.history["val_loss"][-1],
-        "content_probe_accuracy": _probe_accuracy(model, splits, "content_mean"),
-        "style_probe_accuracy": _probe_accuracy(model, splits, "style_mean"),
+        "content_probe_accuracy": linear_probe_accuracy(model, splits["train"], splits["test"], "content_mean"),
+        "style_probe_accuracy": linear_probe_accuracy(model, splits["train"], splits["test"], "style_mean"),
         "chance_accuracy": 0.1,
         "model": model_path,
     }

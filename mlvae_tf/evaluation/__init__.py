@@ -1,7 +1,7 @@
 """Evaluation: the paper's quantitative protocol and its qualitative grids."""
 
 from mlvae_tf.evaluation.grids import evidence_grid, generation_grid, interpolation_grid, swap_grid, tile
-from mlvae_tf.evaluation.leakage import compute_leakage
+from mlvae_tf.evaluation.leakage import compute_leakage, linear_probe_accuracy
 from mlvae_tf.evaluation.protocol import (
     FEATURES,
     accumulated_features,
@@ -12,5 +12,5 @@ from mlvae_tf.evaluation.protocol import (
 )
 
 __all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile", "compute_leakage",
-           "compute_protocol", "conditional_entropy_bits", "accumulated_features", "check_disjoint", "largest_K",
+           "linear_probe_accuracy", "compute_protocol", "conditional_entropy_bits", "accumulated_features", "check_disjoint", "largest_K",
            "FEATURES"]

@@ -2,7 +2,22 @@
 
 import numpy as np
 
-__all__ = ["compute_leakage"]
+__all__ = ["compute_leakage", "linear_probe_accuracy"]
+
+
+def linear_probe_accuracy(model, train, test, name):
+    """Test accuracy of a logistic regression on single-image posterior means `name` (e.g.
+    "style_mean"), fitted on the `train` images: how much of the class a latent holds when the
+    classifier has plenty of labelled images, unlike the paper's protocol (K per class).
+
+    Args:
+        model: anything with `encode`; train, test: `(images, labels)`.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    features = {part: np.asarray(model.encode(images)[name]) for part, (images, _) in (("train", train), ("test", test))}
+    classifier = LogisticRegression(max_iter=3000).fit(features["train"], train[1])
+    return float(classifier.score(features["test"], test[1]))
 
 
 def compute_leakage(model, train, test, style_accuracy, chance_accuracy, pairs=200, seed=0):
