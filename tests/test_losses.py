@@ -180,3 +180,19 @@ def test_the_loss_uses_the_group_posterior_of_encode_groups():
     model.compute_elbo_terms(x, tf.constant(group_ids), 2, noise=zeros)
     model.compute_elbo_terms(x, tf.constant(group_ids), 2, noise=ones)
     np.testing.assert_allclose(captured[1] - captured[0], np.exp(0.5 * log_var)[group_ids], rtol=1e-4)
+
+
+@pytest.mark.parametrize("head", [-1e4, 1e4])
+def test_groups_of_1_and_10000_give_finite_losses_and_gradients_at_extreme_heads(head):
+    model = make_tiny_model()
+    _set_content_log_var_heads(model, head)
+    x = np.random.default_rng(2).uniform(size=(10_001, *model.input_shape)).astype(np.float32)
+    group_ids = tf.constant(np.r_[np.zeros(10_000), 1].astype(np.int32))
+    with tf.GradientTape() as tape:
+        terms = model.compute_elbo_terms(x, group_ids, 2, training=True)
+    gradients = tape.gradient(terms["loss"], model.trainable_weights)
+    assert all(np.isfinite(value) for value in terms.values())
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+    log_var = model.encode_groups(x, group_ids)["content_log_var"].numpy()
+    bound = grouping.LOG_VAR_MIN if head < 0 else grouping.LOG_VAR_MAX
+    np.testing.assert_allclose(log_var[:, 0], [bound - np.log(10_000), bound], atol=1e-3)  # float32 sums
