@@ -51,7 +51,7 @@ def _numpy_group_elbo_loss(model, x, group_ids, noise):
                 mean, log_var = out, np.full_like(out, 2 * np.log(model.observation_scale))
             log_lik = np.sum(-0.5 * (target - mean) ** 2 / np.exp(log_var) - 0.5 * log_var - 0.5 * np.log(2 * np.pi), 1)
         kl_style = 0.5 * np.sum(np.exp(s_lv[idx]) + s_mean[idx] ** 2 - 1.0 - s_lv[idx], axis=1)
-        elbos.append(np.sum(log_lik - kl_style) - kl_content)
+        elbos.append(np.sum(log_lik) - model.kl_style_weight * np.sum(kl_style) - model.kl_content_weight * kl_content)
     return -np.mean(elbos)
 
 
@@ -59,7 +59,8 @@ def _numpy_group_elbo_loss(model, x, group_ids, noise):
     "likelihood, aggregation",
     [("bernoulli", "product"), ("normal", "product"), ("normal_fixed", "product"), ("bernoulli", "mixture")],
 )
-def test_batch_loss_equals_numpy_average_group_elbo(likelihood, aggregation):
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (2.0, 0.5)], ids=["elbo", "weighted"])
+def test_batch_loss_equals_numpy_average_group_elbo(likelihood, aggregation, weights):
     rng = np.random.default_rng(0)
     group_ids = np.repeat(np.arange(len(SIZES)), SIZES).astype(np.int32)
     perm = rng.permutation(len(group_ids))  # groups interleaved in the flat batch
@@ -69,11 +70,12 @@ def test_batch_loss_equals_numpy_average_group_elbo(likelihood, aggregation):
     noise = {"content": rng.normal(size=(n, CONTENT_DIM)).astype(np.float32),
              "style": rng.normal(size=(n, STYLE_DIM)).astype(np.float32),
              "component": rng.uniform(size=n).astype(np.float32)}
-    model = make_tiny_model(likelihood=likelihood, aggregation=aggregation, observation_scale=0.7)
+    model = make_tiny_model(likelihood=likelihood, aggregation=aggregation, observation_scale=0.7,
+                            kl_style_weight=weights[0], kl_content_weight=weights[1])
     terms = model.compute_elbo_terms(tf.constant(x), tf.constant(group_ids), len(SIZES), noise=noise)
     expected = _numpy_group_elbo_loss(model, x, group_ids, noise)
     np.testing.assert_allclose(terms["loss"].numpy(), expected, rtol=2e-5)
-    total = terms["reconstruction"] + terms["kl_style"] + terms["kl_content"]
+    total = terms["reconstruction"] + weights[0] * terms["kl_style"] + weights[1] * terms["kl_content"]
     np.testing.assert_allclose(total.numpy(), terms["loss"].numpy(), rtol=1e-6)
 
 
