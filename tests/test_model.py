@@ -44,8 +44,12 @@ def test_conv64_builds_trains_and_every_weight_gets_a_gradient():
     grp = model.encode_groups(x, [0, 1, 1, 0, 1])
     assert grp["content_mean"].shape == (2, 4) and grp["style_mean"].shape == (5, 2)
     assert model.decode(grp["content_mean"], grp["style_mean"][:2]).shape == (2, 16, 24, 3)
+    head = model.encoder.get_layer("head_style_log_var")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 1e4, bias])  # pre-activations far outside [-5, 5]: the bound must bind
     log_var = model.encode(x)["style_log_var"].numpy()
-    assert np.all(np.abs(log_var) <= 5.0)  # the paper's 5 * tanh head
+    assert np.all(np.abs(log_var) <= 5.0) and np.abs(log_var).max() > 4.99  # the paper's 5 * tanh head
+    head.set_weights([kernel, bias])
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     ds = tf.data.Dataset.from_tensors(tf.RaggedTensor.from_row_lengths(x, [2, 3]))
     before = [w.numpy().copy() for w in model.trainable_weights]
