@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 MLVAE = [os.path.join(os.path.dirname(sys.executable), "mlvae")]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +41,11 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert _epochs(run_dir) == [0]
-    events = [f for _, _, files in os.walk(os.path.join(run_dir, "logs")) for f in files if "tfevents" in f]
-    assert len(events) >= 2  # the loss curves and the swap-grid images
+    images = os.path.join(run_dir, "logs", "images")
+    tags = [(value.tag, event.step) for name in os.listdir(images)
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(images, name))
+            for value in event.summary.value]
+    assert tags == [("swap_grid", 1)]  # the swap grid of epoch 1 (train.grid_every=1)
     assert not os.path.exists(os.path.join(os.path.dirname(run_dir), ".backup"))  # a finished run leaves no backup
 
 
