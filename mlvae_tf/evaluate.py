@@ -137,7 +137,7 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
     parser.add_argument("--group-key", default=None, help="the label that defines the groups")
     parser.add_argument("--unseen-groups", action="store_true",
                         help="the test groups must be unseen in training (as MS-Celeb-1M identities): refuse otherwise")
-    parser.add_argument("--out", default="reports/digits")
+    parser.add_argument("--out", default=None, help="output folder (default: reports/<the run's name>)")
     parser.add_argument("--K", type=int, default=None, help="images per class in each classifier set (default: "
                                                             "the config's, else the largest the test classes allow, "
                                                             "at most 100)")
@@ -160,9 +160,9 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
                          "--data and --data-seed as the model was trained")
         settings = {"name": args.data, "group_key": args.group_key or "label",
                     "seed": 0 if args.data_seed is None else args.data_seed}
-        protocol = {}
+        protocol, name = {}, args.data
     else:
-        settings, protocol = dict(config["data"]), dict(config.get("evaluate", {}))
+        settings, protocol, name = dict(config["data"]), dict(config["evaluate"]), config["name"]
         asked = {("--data", "name"): args.data, ("--group-key", "group_key"): args.group_key,
                  ("--data-seed", "seed"): args.data_seed}
         differs = [(flag, key) for (flag, key), value in asked.items() if value is not None and value != settings[key]]
@@ -182,15 +182,21 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
 
     import mlvae_tf
 
+    out = args.out or os.path.join("reports", name)
     model = keras.models.load_model(args.model)
     splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"])
+    if tuple(splits["test"][0].shape[1:]) != tuple(model.input_shape):
+        parser.exit(1, f"{prog}: error: the model takes images of shape {tuple(model.input_shape)}, but data "
+                       f"{settings['name']!r} has {tuple(splits['test'][0].shape[1:])}: pass the data set it was "
+                       "trained on (--data)\n")
     try:
-        metrics = evaluate(model, splits["train"], splits["test"], args.out, K=K, ks=ks, trials=trials,
+        metrics = evaluate(model, splits["train"], splits["test"], out, K=K, ks=ks, trials=trials,
                            features=features, seed=args.seed, unseen_groups=args.unseen_groups)
     except ValueError as error:
         parser.exit(1, f"{prog}: error: {error}\n")
     metrics["settings"]["data"] = dict(settings, config=config_path)
-    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+    metrics["settings"]["model"] = os.path.abspath(args.model)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     line = lambda name: ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items())  # noqa: E731
     chosen = metrics["settings"]
@@ -204,7 +210,7 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
           f"{leakage['swap_follows_style']:.2f}; style accuracy above chance {leakage['style_accuracy_above_chance']:.2f}")
     for warning in leakage["warnings"]:
         print(f"warning: {warning}")
-    print(f"Outputs in {args.out}/: swap_grid.png, swap_grid_evidence.png, interpolation.png, generation.png, "
+    print(f"Outputs in {out}/: swap_grid.png, swap_grid_evidence.png, interpolation.png, generation.png, "
           "evidence.png, protocol.png, metrics.json")
     return 0
 

@@ -1,6 +1,7 @@
 """The paper's protocol: conditional entropy, classifier bands on synthetic features, grid layout, the command."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,8 +125,9 @@ def test_swap_grid_layout_matches_the_model(trained, digits_split):
     np.testing.assert_allclose(grid[16:24, 32:40], swapped, atol=1e-6)
 
 
-def _evaluate(*args):
-    return subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", *map(str, args)], capture_output=True, text=True)
+def _evaluate(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
 
 
 def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
@@ -165,14 +167,25 @@ def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path):
     config = load_config(None, ["data.seed=3", "evaluate.K=5", "evaluate.ks=[1, 5]", "evaluate.trials=1",
                                 "evaluate.features=mean"])
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    result = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", "--out", tmp_path / "report")
+    result = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    settings = json.loads((tmp_path / "report" / "metrics.json").read_text())["settings"]
+    settings = json.loads((tmp_path / "reports" / "digits" / "metrics.json").read_text())["settings"]  # the run's name
+    assert settings["model"] == str(run / "checkpoints" / "epoch_001.keras")
     assert settings["data"]["seed"] == 3 and settings["data"]["config"] == str(run / "config.yaml")
     assert (settings["K"], settings["ks"], settings["trials"], settings["features"]) == (5, [1, 5], 1, "mean")
     refused = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", "--data-seed", 0)
     assert refused.returncode == 2 and "--data-seed differ from the run's config" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_evaluate_refuses_a_data_set_of_another_image_shape(tmp_path):
+    from tests.conftest import make_tiny_model
+
+    make_tiny_model(input_shape=(16, 8, 1)).save(tmp_path / "m.keras")
+    result = _evaluate("--model", tmp_path / "m.keras", "--data", "digits", "--out", tmp_path / "report")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the model takes images of shape (16, 8, 1), but data 'digits' has (8, 8, 1)" in result.stderr
+    assert not (tmp_path / "report").exists()
 
 
 class _FakeModel:
