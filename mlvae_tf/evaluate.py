@@ -79,7 +79,12 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
     )
 
     check_disjoint(train, test, unseen_groups=unseen_groups)
-    os.makedirs(out, exist_ok=True)
+
+    def represent(images, group_ids):
+        return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
+
+    metrics = compute_protocol(represent, test, K=K, ks=ks, trials=trials, features=features, seed=seed)
+    os.makedirs(out, exist_ok=True)  # only once the settings have proved possible
     x, labels = test
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == label)) for label in np.unique(labels)[:columns]]
@@ -92,10 +97,6 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
     _save_image(generation_grid(model, group, seed=seed)[0], os.path.join(out, "generation.png"))
     _save_image(evidence_grid(model, group[:4])[0], os.path.join(out, "evidence.png"))
 
-    def represent(images, group_ids):
-        return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
-
-    metrics = compute_protocol(represent, test, K=K, ks=ks, trials=trials, features=features, seed=seed)
     judge = np.random.default_rng(seed).permutation(len(train[1]))[:5000]
     metrics["leakage"] = compute_leakage(model, (train[0][judge], train[1][judge]), test,
                                          metrics["style_accuracy"][str(min(ks))]["mean"], metrics["chance_accuracy"],

@@ -152,6 +152,9 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
     no_split = _evaluate("--model", model_path)
     assert no_split.returncode == 2 and "no config.yaml in the model's run folder" in no_split.stderr
+    too_large = _evaluate("--model", model_path, "--data", "digits", "--K", 50, "--ks", 1, "--out", tmp_path / "big")
+    assert too_large.returncode == 1 and "Traceback" not in too_large.stderr
+    assert "the largest K that every class allows is 6" in too_large.stderr and not (tmp_path / "big").exists()
 
 
 def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path):
