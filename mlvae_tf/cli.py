@@ -1,12 +1,13 @@
 """The `mlvae` command: argument parsing only; the work is in `training`, `evaluate` and `export`.
 
-mlvae train --config configs/digits.yaml [--set model.content_dim=16 ...] [--runs-dir runs]
+mlvae train --config configs/digits.yaml [--set model.content_dim=16 ...] [--runs-dir runs] [--fresh]
 mlvae evaluate --model M.keras [--data digits] [--out reports/digits] ...
 mlvae export --model M.keras --name digits [--out savedmodels] ...
 mlvae info --model M.keras
 """
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -28,12 +29,38 @@ def _train(args):
         config = load_config(args.config, args.set)
     except (ConfigError, FileNotFoundError) as error:
         return f"mlvae train: error: {error}"
-    from mlvae_tf.training import train
+    from mlvae_tf.training import ResumeError, train
 
-    run_dir, history = train(config, runs_dir=args.runs_dir)
-    print(f"Done: {len(history['loss'])} epochs, final val_loss {history['val_loss'][-1]:.2f}; outputs in "
+    try:
+        run_dir, _ = train(config, runs_dir=args.runs_dir, fresh=args.fresh)
+    except ResumeError as error:
+        return f"mlvae train: error: {error}"
+    except KeyboardInterrupt:
+        done = _history(_current_run(args.runs_dir, config["name"]))
+        print(f"\nInterrupted after epoch {len(done)}; run the same command to resume.")
+        return 130
+    history = _history(run_dir)
+    print(f"Done: {len(history)} epochs, final val_loss {float(history[-1]['val_loss']):.2f}; outputs in "
           f"{run_dir}/ (model.keras, best.keras, checkpoints/, history.csv, logs/ for TensorBoard, config.yaml)")
     return 0
+
+
+def _history(run_dir):
+    """The rows of a run's `history.csv` (the whole run, resumed parts included)."""
+    path = os.path.join(run_dir or "", "history.csv")
+    if not run_dir or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _current_run(runs_dir, name):
+    """The run folder of `name` that an interrupted command was writing to (its backup names it)."""
+    marker = os.path.join(runs_dir, name, ".backup", "run_dir")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    return None
 
 
 def _info(args):
@@ -58,6 +85,8 @@ def main(argv=None):
     train.add_argument("--config", default=None, help="YAML config (default: the built-in digits config)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     train.add_argument("--runs-dir", default="runs")
+    train.add_argument("--fresh", action="store_true",
+                       help="start a new run even if an interrupted run of this name exists (it is kept)")
     for name, text in (("evaluate", "the paper's protocol on a saved model"), ("export", "SavedModel and ONNX")):
         commands.add_parser(name, help=text, add_help=False)
     info = commands.add_parser("info", help="print a saved model's config and latent sizes")

@@ -1,14 +1,18 @@
 """`train(config)`: data + model + callbacks + fit + save, in a run folder that resumes.
 
-A run folder `runs/<name>/<timestamp>/` holds the resolved `config.yaml`, `history.csv`, a
-checkpoint per epoch (`checkpoints/epoch_NNN.keras`), the best model by validation loss
-(`best.keras`), the final `model.keras` and TensorBoard logs (`logs/`: the loss terms and a swap
-grid every `train.grid_every` epochs). `BackupAndRestore` keeps its state in
-`runs/<name>/.backup/` until the run ends, so `train` started again after an interruption picks
-up the same run folder at the epoch where it stopped.
+A run folder `runs/<name>/<timestamp>/` holds the resolved `config.yaml`, `history.csv` (epochs
+numbered from 1, as the checkpoints), checkpoints every `train.checkpoint_every` epochs of which
+the last `train.keep_checkpoints` are kept (`checkpoints/epoch_NNN.keras`), the best model by
+validation loss (`best.keras`), the final `model.keras` and TensorBoard logs (`logs/`: the loss
+terms and a swap grid every `train.grid_every` epochs). `BackupAndRestore` keeps its state in
+`runs/<name>/.backup/` until the run ends, so `train` started again after an interruption, with
+the same config, picks up the same run folder at the epoch where it stopped; a different config
+is refused (`ResumeError`) unless `fresh=True` starts a new run.
 """
 
+import glob
 import os
+import shutil
 import time
 
 import keras
@@ -20,7 +24,34 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
 from mlvae_tf.model import MLVAE
 
-__all__ = ["train", "build", "SwapGridSummary"]
+__all__ = ["train", "build", "SwapGridSummary", "Checkpoints", "EpochLogger", "ResumeError"]
+
+
+class ResumeError(ValueError):
+    """An interrupted run exists whose config differs from the one asked for."""
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves `folder/epoch_NNN.keras` every `every` epochs (and at the last) and keeps the last `keep`."""
+
+    def __init__(self, folder, every=1, keep=5):
+        super().__init__()
+        self.folder, self.every, self.keep = folder, every, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        self.model.save(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.keras"))  # atomic (MLVAE.save)
+        for old in sorted(glob.glob(os.path.join(self.folder, "epoch_*.keras")))[: -self.keep]:
+            os.remove(old)
+
+
+class EpochLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` whose epochs are numbered from 1, as the checkpoints and Keras's progress bar."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class SwapGridSummary(keras.callbacks.Callback):
@@ -38,22 +69,51 @@ class SwapGridSummary(keras.callbacks.Callback):
             tf.summary.image("swap_grid", grid[None], step=epoch + 1)
 
 
-def _run_dir(runs_dir, name):
-    """The folder of an interrupted run of `name` to resume, or a new timestamped one."""
-    backup = os.path.join(runs_dir, name, ".backup")
+def _differences(old, new, prefix=""):
+    """The dotted keys whose values differ between two configs."""
+    keys = sorted(set(old) | set(new))
+    found = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return found
+
+
+def _run_dir(runs_dir, config, fresh=False):
+    """The folder of an interrupted run of `config["name"]` to resume, or a new timestamped one.
+
+    Raises:
+        ResumeError: an interrupted run's config differs from `config` (and not `fresh`).
+    """
+    backup = os.path.join(runs_dir, config["name"], ".backup")
     marker = os.path.join(backup, "run_dir")
     if os.path.exists(marker):
         with open(marker) as f:
             run_dir = f.read().strip()
-        if os.path.isdir(run_dir):
+        if not os.path.isdir(run_dir):  # its run folder was deleted: the state is stale
+            shutil.rmtree(backup)
+        elif fresh:  # keep the interrupted run's state with it, resumable by hand
+            shutil.move(backup, os.path.join(run_dir, ".backup-interrupted"))
+        else:
+            with open(os.path.join(run_dir, "config.yaml")) as f:
+                differs = _differences(yaml.safe_load(f), config)
+            if differs:
+                raise ResumeError(f"the interrupted run in {run_dir} was made with another config ("
+                                  f"{'; '.join(differs)}): run the same command as before to resume it, or add "
+                                  "--fresh to start a new run (the interrupted one is kept)")
             return run_dir, backup, True
-    run_dir = os.path.join(runs_dir, name, time.strftime("%Y%m%d-%H%M%S"))
+    run_dir = os.path.join(runs_dir, config["name"], time.strftime("%Y%m%d-%H%M%S"))
     while os.path.exists(run_dir):
         run_dir += "_"
     os.makedirs(run_dir)
     os.makedirs(backup, exist_ok=True)
     with open(marker, "w") as f:
         f.write(run_dir)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:  # the run's record, never rewritten
+        yaml.safe_dump(config, f, sort_keys=False)
     return run_dir, backup, False
 
 
@@ -83,18 +143,23 @@ def build(config, splits, epoch=None):
     return model, train_ds, val_ds
 
 
-def train(config, runs_dir="runs", verbose="auto"):
+def train(config, runs_dir="runs", verbose="auto", fresh=False):
     """Trains the ML-VAE that `config` (a validated `mlvae_tf.config` dict) describes.
+
+    The data is loaded before the run folder is made, so data that cannot be had leaves nothing.
+    An interrupted run of the same name resumes if its config is `config`; `fresh` starts a new
+    run instead (the interrupted run's folder is kept, its backup moved into it).
 
     Returns:
         `(run_dir, history dict)`; the trained model is `run_dir/model.keras`.
+
+    Raises:
+        ResumeError: an interrupted run's config differs from `config` and `fresh` is False.
     """
-    run_dir, backup, resumed = _run_dir(runs_dir, config["name"])
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
     data, settings = config["data"], config["train"]
-    keras.utils.set_random_seed(settings["seed"])
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"])
+    run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
+    keras.utils.set_random_seed(settings["seed"])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     model, train_ds, val_ds = build(config, splits, epoch=epoch)
     logs = os.path.join(run_dir, "logs")
@@ -104,8 +169,8 @@ def train(config, runs_dir="runs", verbose="auto"):
         # are that epoch's, not the first epoch's again.
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda number, logs: epoch.assign(number)),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoints", "epoch_{epoch:03d}.keras")),
+        EpochLogger(os.path.join(run_dir, "history.csv"), append=True),
+        Checkpoints(os.path.join(run_dir, "checkpoints"), settings["checkpoint_every"], settings["keep_checkpoints"]),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.TensorBoard(logs),
         SwapGridSummary(logs, splits["val"][0][:8], settings["grid_every"]),

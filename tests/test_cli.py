@@ -40,7 +40,7 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     assert run_dir in result.stdout and "Done: 1 epochs" in result.stdout
     for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
         assert os.path.exists(os.path.join(run_dir, name)), name
-    assert _epochs(run_dir) == [0]
+    assert _epochs(run_dir) == [1]  # numbered as the checkpoints
     images = os.path.join(run_dir, "logs", "images")
     tags = [(value.tag, event.step) for name in os.listdir(images)
             for event in tf.compat.v1.train.summary_iterator(os.path.join(images, name))
@@ -49,26 +49,58 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     assert not os.path.exists(os.path.join(os.path.dirname(run_dir), ".backup"))  # a finished run leaves no backup
 
 
-def test_an_interrupted_train_resumes_where_it_stopped(tmp_path):
-    # Batches of one observation make an epoch last seconds, so the kill lands between epochs.
+def test_an_interrupted_train_says_so_refuses_another_config_and_resumes_where_it_stopped(tmp_path):
+    # Batches of one observation make an epoch last seconds, so Ctrl-C lands in the second epoch.
     args = ["train", "--set", "train.epochs=3", "--set", "data.groups_per_batch=1", "--set", "data.max_group_size=1",
             "--set", "model.hidden_units=32", "--runs-dir", str(tmp_path)]
-    process = subprocess.Popen(MLVAE + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    checkpoint = None
-    while process.poll() is None and time.time() < deadline and checkpoint is None:
-        found = [os.path.join(root, f) for root, _, files in os.walk(tmp_path) for f in files if f == "epoch_001.keras"]
-        checkpoint = found[0] if found else None
-        time.sleep(0.2)
-    assert checkpoint, "the first checkpoint never appeared"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process = subprocess.Popen(MLVAE + args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        checkpoint = None
+        while process.poll() is None and time.time() < deadline and checkpoint is None:
+            found = [os.path.join(r, f) for r, _, files in os.walk(tmp_path) for f in files if f == "epoch_001.keras"]
+            checkpoint = found[0] if found else None
+            time.sleep(0.2)
+        assert checkpoint, "the first checkpoint never appeared"
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
     run_dir = os.path.dirname(os.path.dirname(checkpoint))
+    interrupted = _epochs(run_dir)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert f"Interrupted after epoch {len(interrupted)}; run the same command to resume." in stdout
     assert not os.path.exists(os.path.join(run_dir, "checkpoints", "epoch_003.keras"))
+
+    record = open(os.path.join(run_dir, "config.yaml")).read()
+    refused = _run(*args, "--set", "train.learning_rate=0.0005", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "train.learning_rate: 0.001 -> 0.0005" in refused.stderr and "--fresh" in refused.stderr
+    assert open(os.path.join(run_dir, "config.yaml")).read() == record  # nothing of the run overwritten
+
     result = _run(*args)
     assert "Resuming the interrupted run in " + run_dir in result.stdout
-    assert _epochs(run_dir) == [0, 1, 2]  # the epoch count continues, no epoch repeated
+    assert _epochs(run_dir) == [1, 2, 3]  # the epoch count continues, no epoch repeated
+    assert "Done: 3 epochs" in result.stdout  # the whole run's total
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints")))[-1] == "epoch_003.keras"
+
+
+def test_fresh_starts_a_new_run_and_keeps_the_interrupted_one(tmp_path):
+    from mlvae_tf.config import load_config
+    from mlvae_tf.training import ResumeError, _run_dir
+
+    config = load_config(None, ["train.epochs=2"])
+    interrupted, backup, resumed = _run_dir(str(tmp_path), config)
+    assert not resumed
+    assert _run_dir(str(tmp_path), config)[:2] == (interrupted, backup)  # the same config resumes
+    changed = load_config(None, ["train.epochs=2", "model.content_dim=5"])
+    with pytest.raises(ResumeError, match="model.content_dim: 10 -> 5"):
+        _run_dir(str(tmp_path), changed)
+    time.sleep(1.1)  # a new timestamp
+    fresh, _, resumed = _run_dir(str(tmp_path), changed, fresh=True)
+    assert fresh != interrupted and not resumed
+    assert os.path.exists(os.path.join(interrupted, ".backup-interrupted", "run_dir"))
+    assert "content_dim: 5" in open(os.path.join(fresh, "config.yaml")).read()
 
 
 def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path):

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 
 import mlvae_tf
@@ -84,3 +85,29 @@ def test_train_on_the_xla_pair_path_with_several_steps_per_execution(tmp_path):
     assert np.all(np.isfinite(history["val_loss"]))
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     assert model.jit_compile is True and model.steps_per_execution == 3  # the fast path is kept on reload
+
+
+def test_checkpoints_every_n_epochs_keep_the_last_few(tmp_path):
+    from mlvae_tf.training import Checkpoints
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model()
+    model.compile(optimizer="adam")
+    x = np.random.default_rng(0).uniform(size=(6, 8, 8, 1)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensors(tf.RaggedTensor.from_row_lengths(x, [2, 4]))
+    model.fit(ds, epochs=7, verbose=0, callbacks=[Checkpoints(str(tmp_path), every=2, keep=2)])
+    assert sorted(os.listdir(tmp_path)) == ["epoch_006.keras", "epoch_007.keras"]  # the last epoch is always saved
+    restored = keras.models.load_model(tmp_path / "epoch_007.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
+
+
+def test_data_that_cannot_be_had_leaves_no_run_folder(tmp_path, monkeypatch):
+    import mlvae_tf.training
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(mlvae_tf.training, "load_splits", offline)
+    with pytest.raises(OSError, match="no network"):
+        train(load_config(), runs_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # no run folder and no backup that a next run would "resume"
