@@ -18,6 +18,7 @@ $(STAMP): setup.py
 
 demo: venv
 	$(BIN)/python -m mlvae_tf.demo
+	@echo "The mlvae command is $(BIN)/mlvae (or run 'source $(BIN)/activate' to put it on the PATH)."
 
 test: venv
 	$(BIN)/python -m pytest -q tests

@@ -15,7 +15,7 @@ import tempfile
 import keras
 
 from export import onnx as onnx_export
-from export import savedmodel
+from export import savedmodel, signatures
 
 __all__ = ["FORMATS", "ExportError", "export_model"]
 
@@ -141,6 +141,7 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
         "likelihood": model.likelihood,
         "architecture": model.architecture,
         "aggregation": model.aggregation,
+        "inputs": signatures.CONTRACT,
         "onnx_opset": onnx_export.OPSET,
         "packages": _versions(),
         "files": dict(sorted(files.items())),

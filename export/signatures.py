@@ -7,7 +7,7 @@ same graph converts to ONNX.
 
 import tensorflow as tf
 
-__all__ = ["ENCODER", "GROUP_ENCODER", "DECODER", "ENCODER_OUTPUTS", "GROUP_OUTPUTS", "functions"]
+__all__ = ["ENCODER", "GROUP_ENCODER", "DECODER", "ENCODER_OUTPUTS", "GROUP_OUTPUTS", "CONTRACT", "functions"]
 
 ENCODER = "serving_default"  # encoder SavedModel signature: images -> per-observation posteriors
 GROUP_ENCODER = "encode_groups"  # encoder SavedModel signature: images, group_ids -> group posteriors
@@ -15,6 +15,15 @@ DECODER = "serving_default"  # decoder SavedModel signature: content, style -> m
 ENCODER_OUTPUTS = ("style_mean", "style_log_var", "content_mean", "content_log_var")
 GROUP_OUTPUTS = ("content_mean", "content_log_var", "style_mean", "style_log_var")
 ONNX_FILES = {"encoder": "encoder.onnx", "group_encoder": "group_encoder.onnx", "decoder": "decoder.onnx"}
+# What the exported models take, written into manifest.json: the checks of the graphs themselves
+# cannot see a wrong scale, and ONNX Runtime refuses other dtypes with a type error.
+CONTRACT = {
+    "images": "float32 [batch, *input_shape], pixels scaled to [0, 1] (0-255 values give other latents, silently)",
+    "group_ids": "int32 [batch] (not int64), integers in [0, G) with at least one image in every group, "
+                 "G = max(group_ids) + 1; renumber labels with mlvae_tf.data.group_index; -1 and gaps are refused",
+    "content": "float32 [batch, content_dim]",
+    "style": "float32 [batch, style_dim]",
+}
 
 
 def functions(model):

@@ -388,7 +388,15 @@ class MLVAE(keras.Model):
         if isinstance(data, (tuple, list)) and len(data) == 2:
             images, group_ids = data
             group_ids = tf.cast(group_ids, tf.int32)
-            return images, group_ids, tf.reduce_max(group_ids) + 1, tf.shape(group_ids)[0]
+            size = tf.shape(group_ids)[0]
+            check = tf.debugging.Assert(  # not under XLA, which compiles assertions away
+                tf.reduce_all((group_ids >= -1) & (group_ids < size)),
+                ["A pair batch (images, group_ids) needs group ids in [0, batch size), or -1 for padding: the "
+                 "ids of the batch's groups, not labels. Build batches with mlvae_tf.data.grouped_dataset (and "
+                 "to_pairs)."])
+            with tf.control_dependencies([check]):
+                group_ids = tf.identity(group_ids)
+            return images, group_ids, tf.reduce_max(group_ids) + 1, size
         raise ValueError(
             "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
             f"(images, group_ids); got {type(data).__name__}."

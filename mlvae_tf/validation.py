@@ -83,7 +83,8 @@ def check_group_ids(group_ids, num_observations, num_groups=None, name="group_id
     if empty.size:
         raise ValueError(
             f"group {empty[0]} has no observations ({empty.size} empty groups): `{name}` must cover every "
-            f"group in [0, {num_groups}) with at least one observation."
+            f"group in [0, {num_groups}) with at least one observation; renumber labels with "
+            "`mlvae_tf.data.group_index(labels)`."
         )
     return group_ids, num_groups
 

@@ -203,3 +203,17 @@ def test_to_pairs_names_pad_to_when_it_is_bad_or_too_small():
         mlvae_tf.data.to_pairs(ds, pad_to=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="more observations than `pad_to` \\(4\\)"):
         list(mlvae_tf.data.to_pairs(ds, pad_to=4))
+
+
+def test_string_labels_are_renumbered_wherever_labels_are_taken():
+    names = np.array(["bob", "ann", "bob", "cy", "ann", "bob"])
+    group_ids, groups = mlvae_tf.data.group_index(names)
+    np.testing.assert_array_equal(group_ids, [1, 0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(groups[group_ids], names)  # the mapping back
+    x = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 2, 3), np.float32)
+    batches = _epoch(mlvae_tf.data.grouped_dataset(x, names, groups_per_batch=2, shuffle=False))
+    assert sorted(map(sorted, (list(g) for b in batches for g in b))) == [[0, 2, 5], [1, 4], [3]]
+    parts = mlvae_tf.data.split_groups(names, (0.5, 0.5), seed=0)
+    assert sorted(len(set(names[p])) for p in parts) == [1, 2]
+    with pytest.raises(ValueError, match="`labels` must be a vector of integer or string labels, got dtype float"):
+        mlvae_tf.data.group_index(np.zeros(3))

@@ -103,7 +103,7 @@ def test_fit_refuses_a_batch_that_is_not_groups(model):
         (dict(x=np.full((6, 8, 8, 1), np.nan, np.float32)), "`x` contains 384 NaN or Inf"),
         (dict(x=np.zeros((6, 8, 8, 1), np.uint8)), "`x` must be floating point"),
         (dict(group_ids=np.zeros(5, np.int32)), "`group_ids` has length 5 but `x` has 6"),
-        (dict(group_ids=np.zeros(6, np.float32)), "`group_ids` must be a vector of integers"),
+        (dict(group_ids=np.zeros(6, np.float32)), "`group_ids` must be a vector of integer or string labels"),
     ],
 )
 def test_bad_grouped_dataset_arguments(kwargs, match):
@@ -111,3 +111,18 @@ def test_bad_grouped_dataset_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         mlvae_tf.data.grouped_dataset(**arguments)
+
+
+def test_fit_on_labels_as_pair_ids_names_the_pipeline():
+    """A user's `Dataset.from_tensor_slices((x, labels)).batch(4)`: labels are not batch group ids."""
+    import keras
+    import tensorflow as tf
+
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = np.random.default_rng(0).uniform(size=(8, 8, 8, 1)).astype(np.float32)
+    labels = np.array([9, 9, 3, 3, 7, 7, 1, 1], np.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="needs group ids in .0, batch size.*grouped_dataset"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, labels)).batch(4), epochs=1, verbose=0)

@@ -164,6 +164,14 @@ def test_manifest_describes_the_export_and_checksums_every_file(exported):
     assert set(manifest["files"]) == on_disk and "onnx/group_encoder.onnx" in on_disk
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
+    # The input contract names every input of every exported graph, with the dtype it really takes.
+    contract, seen = manifest["inputs"], set()
+    for part in ("encoder", "group_encoder", "decoder"):
+        for spec in ort.InferenceSession(str(root / "onnx" / f"{part}.onnx")).get_inputs():
+            dtype = {"tensor(float)": "float32", "tensor(int32)": "int32"}[spec.type]
+            assert contract[spec.name].startswith(dtype + " "), (spec.name, spec.type)
+            seen.add(spec.name)
+    assert seen == set(contract) and "[0, 1]" in contract["images"] and "[0, G)" in contract["group_ids"]
 
 
 def test_tf_serving_rest_and_grpc_requests(exported, digits_split):

@@ -9,16 +9,28 @@ __all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "spli
            "group_index"]
 
 
-def group_index(labels):
-    """Maps arbitrary integer group labels to contiguous ids.
+def group_index(labels, name="labels"):
+    """Maps arbitrary group labels (integers with gaps, or strings such as identity names) to the
+    contiguous ids that `encode_groups` and the exported group encoders take.
+
+    Args:
+        labels: `[N]` integers or strings.
+        name: the argument's name in error messages.
 
     Returns:
         `(group_ids int32 [N] in [0, G), groups)`: `groups[g]` is the label of group `g`.
+
+    Example:
+        >>> group_ids, groups = group_index(["ann", "bob", "ann"])  # [0, 1, 0], ["ann", "bob"]
     """
     labels = np.asarray(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"`group_ids` must be a vector of integers, got dtype {labels.dtype} and shape {labels.shape}.")
-    groups, group_ids = np.unique(labels, return_inverse=True)
+    if labels.ndim != 1 or labels.dtype.kind not in "iuUSO":
+        raise ValueError(f"`{name}` must be a vector of integer or string labels, got dtype {labels.dtype} and "
+                         f"shape {labels.shape}.")
+    try:
+        groups, group_ids = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise ValueError(f"`{name}` mixes labels that cannot be ordered (e.g. numbers and strings).") from None
     return group_ids.astype(np.int32), groups
 
 
@@ -40,7 +52,7 @@ def _chunks(group_ids, max_group_size):
     groups cut to at most `max_group_size`: the one chunking `grouped_dataset` and `largest_batch` share."""
     if max_group_size is not None:
         max_group_size = validation.check_positive_int(max_group_size, "max_group_size")
-    ids, _ = group_index(group_ids)
+    ids, _ = group_index(group_ids, name="group_ids")
     return ids, _chunk_lengths(np.bincount(ids), max_group_size)
 
 
@@ -90,7 +102,7 @@ def grouped_dataset(
 
     Args:
         x: float array `[N, *input_shape]`.
-        group_ids: int array `[N]` of group labels (any integers; they are made contiguous).
+        group_ids: `[N]` group labels, integers or strings (made contiguous with `group_index`).
         groups_per_batch: number of groups (chunks) per batch, >= 1.
         max_group_size: largest group in a batch; `None` keeps groups whole.
         shuffle: shuffle groups and observations each epoch.
@@ -155,7 +167,7 @@ def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
     Whole groups are assigned to parts so that each part holds about its fraction of the groups.
 
     Args:
-        group_ids: int array `[N]` of group labels.
+        group_ids: `[N]` group labels, integers or strings.
         fractions: fractions of groups per part, summing to 1; each part gets >= 1 group.
         seed: int seed.
 
@@ -166,7 +178,7 @@ def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
         >>> train, val, test = split_groups(labels, (0.8, 0.1, 0.1), seed=0)
         >>> x_train, labels_train = x[train], labels[train]
     """
-    ids, groups = group_index(group_ids)
+    ids, groups = group_index(group_ids, name="group_ids")
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.ndim != 1 or len(fractions) < 1 or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
         raise ValueError(f"`fractions` must be positive and sum to 1, got {fractions.tolist()}.")
