@@ -40,7 +40,10 @@ def _crelu(x):
 
 
 def _batch_norm(h, observed):
-    """`BatchNormalization` of `h` `[N, ..., C]` whose batch statistics count only observed rows."""
+    """`BatchNormalization` of `h` `[N, ..., C]` whose batch statistics count only observed rows.
+
+    Keras attaches the mask to the layer's output; the activation that follows is an op (`ops.relu`,
+    `_crelu`), not a layer, so the mask stops there instead of reaching layers that cannot take it."""
     mask = ops.reshape(observed, (-1,) + (1,) * (len(h.shape) - 2))  # [N, 1, ...], broadcast by the layer
     return layers.BatchNormalization()(h, mask=mask)
 
@@ -70,7 +73,7 @@ def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_unit
         h = images
         for i, filters in enumerate((64, 128, 256, 512)):
             h = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=False, name=f"e{i + 1}")(h)
-            h = layers.ReLU()(_batch_norm(h, observed))
+            h = ops.relu(_batch_norm(h, observed))
         h = layers.Flatten()(h)
         for i in (5, 6):
             h = layers.Dense(256, use_bias=False, name=f"e{i}")(h)
@@ -110,11 +113,11 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     else:
         height, width, channels = input_shape
         h = layers.Dense((height // 8) * (width // 8) * 512, use_bias=False, name="d0")(h)
-        h = layers.ReLU()(_batch_norm(h, observed))
+        h = ops.relu(_batch_norm(h, observed))
         h = layers.Reshape((height // 8, width // 8, 512))(h)
         for i, filters in enumerate((256, 128, 64)):
             h = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"d{i + 1}")(h)
-            h = layers.ReLU()(_batch_norm(h, observed))
+            h = ops.relu(_batch_norm(h, observed))
         params = [layers.Conv2D(channels, 3, padding="same", name=f"out_{name}")(h) for name in names]
     params = dict(zip(names, params))
     if "log_var" in params:
