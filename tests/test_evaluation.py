@@ -130,7 +130,18 @@ def _evaluate(*args, cwd=None):
                           cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
 
 
-def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
+def _evaluate_in_process(capsys, *args):
+    """`mlvae evaluate`'s errors without a subprocess: `(exit status, stderr)`."""
+    from mlvae_tf.evaluate import main
+
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
+def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path, capsys):
     model_path = tmp_path / "m.keras"
     trained[0].save(model_path)
     result = _evaluate("--model", model_path, "--data", "digits", "--data-seed", 0, "--out", tmp_path / "report",
@@ -148,16 +159,17 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path):
     assert metrics["content_accuracy"]["6"]["mean"] >= metrics["content_accuracy"]["1"]["mean"]
     assert metrics["content_cond_entropy_bits"]["6"]["mean"] < metrics["content_cond_entropy_bits"]["1"]["mean"]
     assert metrics["content_accuracy"]["1"]["mean"] > metrics["style_accuracy"]["1"]["mean"]
-    missing = _evaluate("--model", tmp_path / "none.keras")
-    assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
-    no_split = _evaluate("--model", model_path)
-    assert no_split.returncode == 2 and "no config.yaml in the model's run folder" in no_split.stderr
-    too_large = _evaluate("--model", model_path, "--data", "digits", "--K", 50, "--ks", 1, "--out", tmp_path / "big")
-    assert too_large.returncode == 1 and "Traceback" not in too_large.stderr
-    assert "the largest K that every class allows is 6" in too_large.stderr and not (tmp_path / "big").exists()
+    status, stderr = _evaluate_in_process(capsys, "--model", tmp_path / "none.keras")
+    assert status == 2 and "--model: no such file" in stderr and len(stderr.splitlines()) == 1
+    status, stderr = _evaluate_in_process(capsys, "--model", model_path)
+    assert status == 2 and "no config.yaml in the model's run folder" in stderr
+    status, stderr = _evaluate_in_process(capsys, "--model", model_path, "--data", "digits", "--K", 50, "--ks", 1,
+                                          "--out", tmp_path / "big")
+    assert status == 1 and len(stderr.splitlines()) == 1 and not (tmp_path / "big").exists()
+    assert "the largest K that every class allows is 6" in stderr
 
 
-def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path):
+def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path, capsys):
     """A run trained on data.seed=3: evaluate uses its split and its `evaluate:` section, and
     refuses another split (whose test images would include the run's training images)."""
     import yaml
@@ -176,18 +188,18 @@ def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path):
     assert settings["model"] == str(run / "checkpoints" / "epoch_001.keras")
     assert settings["data"]["seed"] == 3 and settings["data"]["config"] == str(run / "config.yaml")
     assert (settings["K"], settings["ks"], settings["trials"], settings["features"]) == (5, [1, 5], 1, "mean")
-    refused = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", "--data-seed", 0)
-    assert refused.returncode == 2 and "--data-seed differ from the run's config" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    status, stderr = _evaluate_in_process(capsys, "--model", run / "checkpoints" / "epoch_001.keras", "--data-seed", 0)
+    assert status == 2 and "--data-seed differ from the run's config" in stderr and len(stderr.splitlines()) == 1
 
 
-def test_evaluate_refuses_a_data_set_of_another_image_shape(tmp_path):
+def test_evaluate_refuses_a_data_set_of_another_image_shape(tmp_path, capsys):
     from tests.conftest import make_tiny_model
 
     make_tiny_model(input_shape=(16, 8, 1)).save(tmp_path / "m.keras")
-    result = _evaluate("--model", tmp_path / "m.keras", "--data", "digits", "--out", tmp_path / "report")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "the model takes images of shape (16, 8, 1), but data 'digits' has (8, 8, 1)" in result.stderr
+    status, stderr = _evaluate_in_process(capsys, "--model", tmp_path / "m.keras", "--data", "digits", "--out",
+                                          tmp_path / "report")
+    assert status == 1 and len(stderr.splitlines()) == 1
+    assert "the model takes images of shape (16, 8, 1), but data 'digits' has (8, 8, 1)" in stderr
     assert not (tmp_path / "report").exists()
 
 
