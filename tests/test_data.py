@@ -89,8 +89,9 @@ def test_shuffled_chunks_are_uniformly_random_partitions_of_a_group():
     x = np.arange(len(labels), dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=4, max_group_size=2, seed=3)
     partners, first = [], 0
-    for _ in range(300):
-        (chunk,) = [group for batch in _epoch(ds) for group in batch if 0 in group]
+    assert ds.cardinality() == 1  # one batch an epoch: 300 epochs are 300 batches of one iterator
+    for batch in _epoch(ds.repeat(300)):
+        (chunk,) = [group for group in batch if 0 in group]
         assert len(chunk) == 2 and sorted(labels[chunk]) == [0, 0]
         partners.append(int(chunk[chunk != 0][0]))
         first += int(chunk[0] == 0)
