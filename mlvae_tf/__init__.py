@@ -14,8 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # does not know: this one exists in the TensorFlow that setup.py pins (2.21), and
 # tests/test_model.py compiles with it, so a later TensorFlow that drops it fails that test first.
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-if _YNN_FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
+
+
+def _xla_flags(flags):
+    """`XLA_FLAGS` with YNNPACK fusions off, unless `flags` (the user's, or None) already names the flag."""
+    flags = flags or ""
+    return flags if _YNN_FLAG in flags else f"{flags} {_YNN_FLAG}=".strip()
+
+
+os.environ["XLA_FLAGS"] = _xla_flags(os.environ.get("XLA_FLAGS"))
 
 from mlvae_tf import data, distributions, evaluation, grouping, losses, networks  # noqa: E402
 from mlvae_tf.model import MLVAE  # noqa: E402
