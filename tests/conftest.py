@@ -16,6 +16,38 @@ STYLE_DIM = 3
 TRAIN_EPOCHS = 30
 
 
+_LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+class NetworkDisabledError(ConnectionError):
+    """A test reached for the network: the package and its tests run offline."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Any attempt to resolve or reach a host other than this machine fails loudly (the error
+    names the host), in this process; subprocesses and kernels are unaffected."""
+    import socket
+
+    patch = pytest.MonkeyPatch()
+    getaddrinfo, connect = socket.getaddrinfo, socket.socket.connect
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL_HOSTS:
+            raise NetworkDisabledError(f"a test tried to resolve {host!r}: tests run offline")
+        return getaddrinfo(host, *args, **kwargs)
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOCAL_HOSTS:
+            raise NetworkDisabledError(f"a test tried to connect to {address!r}: tests run offline")
+        return connect(self, address)
+
+    patch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    patch.setattr(socket.socket, "connect", guarded_connect)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)

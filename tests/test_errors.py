@@ -126,3 +126,14 @@ def test_fit_on_labels_as_pair_ids_names_the_pipeline():
     labels = np.array([9, 9, 3, 3, 7, 7, 1, 1], np.int32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="needs group ids in .0, batch size.*grouped_dataset"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, labels)).batch(4), epochs=1, verbose=0)
+
+
+def test_the_suite_runs_offline():
+    import socket
+
+    from tests.conftest import NetworkDisabledError
+
+    with pytest.raises(NetworkDisabledError, match="tests run offline"):
+        socket.create_connection(("example.com", 80), timeout=1)
+    with pytest.raises(NetworkDisabledError, match="'93.184.215.14', 80"):
+        socket.socket().connect(("93.184.215.14", 80))
