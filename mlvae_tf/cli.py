@@ -47,10 +47,9 @@ def _train(args):
 
 def _history(run_dir):
     """The rows of a run's `history.csv` (the whole run, resumed parts included)."""
-    path = os.path.join(run_dir or "", "history.csv")
-    if not run_dir or not os.path.exists(path):
+    if run_dir is None or not os.path.exists(os.path.join(run_dir, "history.csv")):
         return []
-    with open(path) as f:
+    with open(os.path.join(run_dir, "history.csv")) as f:
         return list(csv.DictReader(f))
 
 

@@ -52,7 +52,7 @@ def _save_image(grid, path):
 
 
 def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, features="sample", seed=0, evidence=10,
-             columns=8, unseen_groups=False):
+             columns=8, unseen_groups=False, provenance=None):
     """Writes `swap_grid.png`, `swap_grid_evidence.png` (Figure 4), `interpolation.png`,
     `generation.png` (Figure 5), `evidence.png` (Figure 6a), `protocol.png` and `metrics.json` in `out`.
 
@@ -63,6 +63,7 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
             pixel classifier is fitted on up to 5,000 of them.
         test: `(images, labels)` of the evaluation; the protocol uses these only.
         K, ks, trials, features, seed: the protocol's settings (`mlvae_tf.evaluation.compute_protocol`).
+        provenance: optional dict (model file, data split) added to `metrics["settings"]`.
 
     Returns:
         The metrics dict (see `mlvae_tf.evaluation.compute_protocol`), with `leakage` (see
@@ -84,6 +85,7 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
         return {name: np.asarray(value) for name, value in model.encode_groups(images, group_ids).items()}
 
     metrics = compute_protocol(represent, test, K=K, ks=ks, trials=trials, features=features, seed=seed)
+    metrics["settings"].update(provenance or {})
     os.makedirs(out, exist_ok=True)  # only once the settings have proved possible
     x, labels = test
     rng = np.random.default_rng(seed)
@@ -192,13 +194,11 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
                        "trained on (--data)\n")
     try:
         metrics = evaluate(model, splits["train"], splits["test"], out, K=K, ks=ks, trials=trials,
-                           features=features, seed=args.seed, unseen_groups=args.unseen_groups)
+                           features=features, seed=args.seed, unseen_groups=args.unseen_groups,
+                           provenance={"data": dict(settings, config=config_path),
+                                       "model": os.path.abspath(args.model)})
     except ValueError as error:
         parser.exit(1, f"{prog}: error: {error}\n")
-    metrics["settings"]["data"] = dict(settings, config=config_path)
-    metrics["settings"]["model"] = os.path.abspath(args.model)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
     line = lambda name: ", ".join(f"k={k}: {v['mean']:.3f}" for k, v in metrics[name].items())  # noqa: E731
     chosen = metrics["settings"]
     print(f"protocol: K={chosen['K']} test images per class and set, {chosen['features']} features, "
