@@ -24,7 +24,7 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
 from mlvae_tf.model import MLVAE
 
-__all__ = ["train", "build", "SwapGridSummary", "Checkpoints", "EpochLogger", "ResumeError"]
+__all__ = ["train", "build", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):
@@ -52,6 +52,17 @@ class EpochLogger(keras.callbacks.CSVLogger):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch + 1, logs)
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, whose count never passes the epoch's steps.
+
+    With `steps_per_execution`, Keras reports the last step of an execution as if it were full, so
+    an epoch of 79 batches run 10 at a time would end at "80/79" (keras-team/keras#20861).
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch if self.target is None else min(batch, self.target - 1), logs)
 
 
 class SwapGridSummary(keras.callbacks.Callback):
@@ -174,6 +185,7 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.TensorBoard(logs),
         SwapGridSummary(logs, splits["val"][0][:8], settings["grid_every"]),
+        Progress(),  # replaces Keras's own bar (it adds one only where none is given)
     ]
     if resumed:
         print(f"Resuming the interrupted run in {run_dir}")

@@ -101,6 +101,29 @@ def test_checkpoints_every_n_epochs_keep_the_last_few(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
 
 
+def test_progress_bar_never_counts_past_the_epoch_with_several_steps_per_execution():
+    from mlvae_tf.training import Progress
+    from tests.conftest import make_tiny_model
+
+    def counts(logger_class):
+        class Recorder(logger_class):
+            def on_train_batch_end(self, batch, logs=None):
+                super().on_train_batch_end(batch, logs)
+                seen.append(self.seen)
+
+        seen = []
+        model.fit(ds, epochs=1, verbose=0, callbacks=[Recorder()])
+        return seen
+
+    model = make_tiny_model()
+    model.compile(optimizer="adam", steps_per_execution=2)
+    x = np.random.default_rng(0).uniform(size=(6, 8, 8, 1)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(x, [2, 1, 3])).map(
+        lambda group: tf.RaggedTensor.from_tensor(group[None]))  # 3 batches: the last execution runs 1 step
+    assert counts(Progress) == [2, 3]
+    assert counts(keras.callbacks.ProgbarLogger) == [2, 4]  # Keras's own bar: the defect that Progress mends
+
+
 def test_data_that_cannot_be_had_leaves_no_run_folder(tmp_path, monkeypatch):
     import mlvae_tf.training
 
