@@ -29,11 +29,12 @@ def _train(args):
         config = load_config(args.config, args.set)
     except (ConfigError, FileNotFoundError) as error:
         return f"mlvae train: error: {error}"
+    from mlvae_tf.data import DataUnavailableError
     from mlvae_tf.training import ResumeError, train
 
     try:
         run_dir, _ = train(config, runs_dir=args.runs_dir, fresh=args.fresh)
-    except ResumeError as error:
+    except (ResumeError, DataUnavailableError) as error:
         return f"mlvae train: error: {error}"
     except KeyboardInterrupt:
         done = _history(_current_run(args.runs_dir, config["name"]))
@@ -90,7 +91,6 @@ def main(argv=None):
         commands.add_parser(name, help=text, add_help=False)
     info = commands.add_parser("info", help="print a saved model's config and latent sizes")
     info.add_argument("--model", required=True)
-    commands.add_parser("compare", help="compare with the baselines (not available yet)")
 
     if argv and argv[0] == "evaluate":
         from mlvae_tf.evaluate import main as evaluate
@@ -101,8 +101,6 @@ def main(argv=None):
 
         return export(argv[1:], prog="mlvae export")
     args = parser.parse_args(argv)
-    if args.command == "compare":
-        return "mlvae compare: error: the baselines (i.i.d. VAE, SVI, regularised VAE) are not implemented yet"
     return {"train": _train, "info": _info}[args.command](args)
 
 

@@ -48,6 +48,10 @@ def _string(value):
     return isinstance(value, str) and bool(value), "a non-empty string"
 
 
+def _optional_string(value):
+    return value is None or _string(value)[0], "a non-empty string or null"
+
+
 def _ks(value):
     return (isinstance(value, list) and bool(value) and all(_positive_int(k)[0] for k in value),
             "a non-empty list of integers >= 1")
@@ -65,6 +69,7 @@ SCHEMA = {
         "groups_per_batch": _positive_int,
         "max_group_size": _optional_positive_int,
         "seed": _int,
+        "data_dir": _optional_string,  # TFDS's data_dir (mnist, grouped_shapes); null: TFDS's default
     },
     "model": {
         "content_dim": _positive_int,
@@ -97,7 +102,8 @@ SCHEMA = {
 
 DEFAULTS = {
     "name": "digits",
-    "data": {"name": "digits", "group_key": "label", "groups_per_batch": 8, "max_group_size": 10, "seed": 0},
+    "data": {"name": "digits", "group_key": "label", "groups_per_batch": 8, "max_group_size": 10, "seed": 0,
+             "data_dir": None},
     # style_dim 3 (not the paper's 10): on the digits a larger style keeps the class (README, "Style leakage").
     "model": {"content_dim": 10, "style_dim": 3, "architecture": "mlp", "likelihood": "bernoulli",
               "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,

@@ -187,7 +187,11 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
 
     out = args.out or os.path.join("reports", name)
     model = keras.models.load_model(args.model)
-    splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"])
+    try:
+        splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"],
+                                           data_dir=settings.get("data_dir"))
+    except mlvae_tf.data.DataUnavailableError as error:
+        parser.exit(1, f"{prog}: error: {error}\n")
     if tuple(splits["test"][0].shape[1:]) != tuple(model.input_shape):
         parser.exit(1, f"{prog}: error: the model takes images of shape {tuple(model.input_shape)}, but data "
                        f"{settings['name']!r} has {tuple(splits['test'][0].shape[1:])}: pass the data set it was "

@@ -168,7 +168,7 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         ResumeError: an interrupted run's config differs from `config` and `fresh` is False.
     """
     data, settings = config["data"], config["train"]
-    splits = load_splits(data["name"], data["group_key"], seed=data["seed"])
+    splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
     run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
     keras.utils.set_random_seed(settings["seed"])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -154,3 +154,20 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
 def test_errors_exit_non_zero_with_one_clear_line(args, message, capsys):
     status, _, err = _main(capsys, *args)
     assert status != 0 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
+
+
+def test_help_lists_only_commands_that_exist(capsys):
+    status, out, _ = _main(capsys, "--help")
+    assert status == 0 and "{train,evaluate,export,info}" in out and "compare" not in out
+
+
+def test_train_on_data_that_cannot_be_downloaded_fails_fast_in_one_line_and_leaves_nothing(tmp_path, capsys):
+    # MNIST is not prepared in an empty data_dir, and the tests' socket guard refuses the download.
+    start = time.monotonic()
+    status, _, err = _main(capsys, "train", "--set", "data.name=mnist", "--set", f"data.data_dir={tmp_path / 'tfds'}",
+                           "--runs-dir", tmp_path / "runs")
+    assert time.monotonic() - start < 30  # TFDS's own retries take minutes
+    line = err.strip().splitlines()[-1]  # after TFDS's download progress bars
+    assert status == 1 and line.startswith("mlvae train: error: TFDS data set 'mnist' is not prepared in "), err
+    assert str(tmp_path / "tfds") in line and "data.data_dir" in line and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

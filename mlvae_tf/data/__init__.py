@@ -15,7 +15,8 @@ from mlvae_tf.data.grouped import (
 )
 from mlvae_tf.data.idx import fashion_mnist_splits, load_fashion_mnist, read_idx
 from mlvae_tf.data.splits import load_splits
-from mlvae_tf.data.tfds import from_tfds, load_tfds_arrays, mnist_datasets, mnist_splits
+from mlvae_tf.data.tfds import DataUnavailableError, from_tfds, load_tfds_arrays, mnist_datasets, mnist_splits
 
 __all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation", "group_index", "load_digits", "digits_splits",
-           "DIGITS_SPLIT", "from_tfds", "load_tfds_arrays", "mnist_datasets", "mnist_splits", "load_splits", "read_idx", "load_fashion_mnist", "fashion_mnist_splits"]
+           "DIGITS_SPLIT", "from_tfds", "load_tfds_arrays", "mnist_datasets", "mnist_splits", "load_splits", "read_idx", "load_fashion_mnist", "fashion_mnist_splits",
+           "DataUnavailableError"]

@@ -10,15 +10,53 @@ observations that happened to arrive together. Like chunking, this biases the gr
 (supplement, section 6), and more so when the stream is shuffled only within a buffer.
 """
 
+import contextlib
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from mlvae_tf import validation
 from mlvae_tf.data.grouped import grouped_dataset, split_validation
 
-__all__ = ["from_tfds", "load_tfds_arrays", "mnist_splits", "mnist_datasets", "MAX_IN_MEMORY_BYTES"]
+__all__ = ["from_tfds", "load_tfds_arrays", "mnist_splits", "mnist_datasets", "MAX_IN_MEMORY_BYTES",
+           "DataUnavailableError", "DOWNLOAD_RETRIES"]
 
 MAX_IN_MEMORY_BYTES = 2 * 1024**3  # splits larger than this are streamed when `in_memory=None`
+# TFDS retries a file 10 times with exponential backoff: minutes on a machine without network.
+# Two retries still ride out a transient error and fail an offline machine within seconds.
+DOWNLOAD_RETRIES = 2
+
+
+class DataUnavailableError(OSError):
+    """A TFDS data set that is not prepared in its `data_dir` and cannot be downloaded."""
+
+
+@contextlib.contextmanager
+def _download_retries(retries):
+    from tensorflow_datasets.core.download import downloader
+
+    saved = downloader.MAX_RETRIES  # read by TFDS at each request
+    downloader.MAX_RETRIES = min(saved, retries)
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
+
+
+def _prepare(builder):
+    """`builder.download_and_prepare()`, failing fast with one line where the download cannot happen."""
+    try:
+        with _download_retries(DOWNLOAD_RETRIES):
+            builder.download_and_prepare()
+    except OSError as error:  # requests' ConnectionError, an unreachable or refused host, a full disk
+        cause = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        root = os.path.dirname(os.path.dirname(builder.data_dir))  # <data_dir>/<name>/<version>
+        raise DataUnavailableError(
+            f"TFDS data set {builder.name!r} is not prepared in {root} and could not be downloaded ({cause}). "
+            f"Prepare it where there is network (tfds.builder({builder.name!r}, data_dir=DIR).download_and_prepare()) "
+            "and copy DIR to this machine, then pass data_dir=DIR (the config key data.data_dir)."
+        ) from error
 
 
 def _builder(name_or_builder, data_dir, download):
@@ -36,7 +74,7 @@ def _builder(name_or_builder, data_dir, download):
     else:
         raise ValueError(f"`name_or_builder` must be a TFDS name or DatasetBuilder, got {type(name_or_builder).__name__}.")
     if download:
-        builder.download_and_prepare()
+        _prepare(builder)
     return builder
 
 
