@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from export import ExportError, export_model, serving
+from mlvae_tf.grouping import product_of_normals
 
 BATCHES = (1, 7, 256)
 
@@ -95,6 +96,65 @@ def test_onnx_runtime_matches_keras(exported, digits_split):
             got = dict(zip(names, session.run(names, {k: inputs[k] for k in feeds[part]})))
             for key, value in expected.items():
                 np.testing.assert_allclose(got[key], value, atol=1e-5, err_msg=f"{part} {key} {n}")
+
+
+# Tiny untrained models of the kinds the session's trained model is not: the decoder's `log_var`
+# (learned variance), the paper's fixed-variance Normal with the mixture's group encoder, and the
+# MS-Celeb-1M network (batch normalisation and transposed convolutions through tf2onnx).
+VARIANTS = {
+    "mlp-normal": dict(likelihood="normal"),
+    "mlp-normal_fixed-mixture": dict(likelihood="normal_fixed", aggregation="mixture"),
+    "conv64-normal": dict(architecture="conv64", input_shape=(64, 64, 3), likelihood="normal"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request, tmp_path_factory):
+    """(model, export root) of one of `VARIANTS`, with batch normalisation's moving statistics
+    away from their initial 0 and 1 so that inference-mode normalisation is exercised."""
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model(**VARIANTS[request.param])
+    model.encode(np.zeros((1, *model.input_shape), np.float32))  # builds the model
+    model.decode(np.zeros((1, model.content_dim), np.float32), np.zeros((1, model.style_dim), np.float32))
+    rng = np.random.default_rng(1)
+    for weight in model.weights:
+        if "moving_mean" in weight.path or "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+    out = tmp_path_factory.mktemp(request.param)
+    export_model(model, out, request.param)
+    return model, out / request.param
+
+
+def test_every_kind_of_model_exports_with_parity_in_savedmodel_and_onnx(variant):
+    model, root = variant
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(5, *model.input_shape)).astype(np.float32)
+    group_ids = np.array([1, 0, 1, 1, 0], np.int32)
+    content = rng.normal(size=(5, model.content_dim)).astype(np.float32)
+    style = rng.normal(size=(5, model.style_dim)).astype(np.float32)
+    expected = {"encoder": model.encode(x), "group_encoder": model.encode_groups(x, group_ids),
+                "decoder": model.decode_params(content, style)}
+    assert ("log_var" in expected["decoder"]) == (model.likelihood == "normal")
+    if model.aggregation == "mixture":  # its group posterior is not the product's, which an export could fall back on
+        product = product_of_normals(expected["encoder"]["content_mean"], expected["encoder"]["content_log_var"],
+                                     group_ids, 2)
+        assert np.abs(product[1] - expected["group_encoder"]["content_log_var"]).max() > 0.1
+    encoder = tf.saved_model.load(str(root / "encoder" / "1")).signatures
+    decoder = tf.saved_model.load(str(root / "decoder" / "1")).signatures
+    served = {"encoder": encoder["serving_default"](images=tf.constant(x)),
+              "group_encoder": encoder["encode_groups"](images=tf.constant(x), group_ids=tf.constant(group_ids)),
+              "decoder": decoder["serving_default"](content=tf.constant(content), style=tf.constant(style))}
+    feeds = {"encoder": {"images": x}, "group_encoder": {"images": x, "group_ids": group_ids},
+             "decoder": {"content": content, "style": style}}
+    for part, values in expected.items():
+        session = ort.InferenceSession(str(root / "onnx" / f"{part}.onnx"))
+        names = [o.name for o in session.get_outputs()]
+        onnx_out = dict(zip(names, session.run(names, feeds[part])))
+        assert sorted(names) == sorted(values) == sorted(served[part])
+        for key, value in values.items():
+            np.testing.assert_allclose(served[part][key], value, atol=1e-5, err_msg=f"SavedModel {part} {key}")
+            np.testing.assert_allclose(onnx_out[key], value, atol=1e-5, err_msg=f"ONNX {part} {key}")
 
 
 @pytest.mark.parametrize("group_ids", [[0, 1, -1, -1, -1], [0, 2, 2, 0, 2], [0, -3, 1, 1, 0]],
