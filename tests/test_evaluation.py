@@ -123,6 +123,17 @@ def test_swap_grid_layout_matches_the_model(trained, digits_split):
     swapped = model.decode(content[2:3], enc["style_mean"][0:1]).numpy()[0]
     np.testing.assert_allclose(tiles[2][4], swapped, atol=1e-6)  # row: style of image 0; column: content of 2
     np.testing.assert_allclose(grid[16:24, 32:40], swapped, atol=1e-6)
+    # Strategy 2: image j's content accumulated with other images of its group (column j); styles unchanged.
+    _, labels = digits_split["test"]
+    evidence = [digits_split["test"][0][labels == labels[j]][1 : 2 + j] for j in range(3)]  # 1, 2, 3 images
+    _, tiles = swap_grid(model, x, evidence=evidence)
+    for j in range(3):
+        group = np.concatenate([x[j : j + 1], evidence[j]])
+        content_j = model.encode_groups(group, np.zeros(len(group), np.int32))["content_mean"]
+        assert not np.allclose(content_j, content[j : j + 1], atol=1e-3)  # the evidence moves the content
+        for i in range(3):
+            expected = model.decode(content_j, enc["style_mean"][i : i + 1]).numpy()[0]
+            np.testing.assert_allclose(tiles[i + 2][j + 2], expected, atol=1e-5)
 
 
 def _evaluate(*args, cwd=None):

@@ -112,6 +112,58 @@ def test_decode_is_the_likelihood_mean():
     np.testing.assert_allclose(model.decode(content, style), 1 / (1 + np.exp(-logits)), rtol=1e-5)
 
 
+def _zero_noise(model, n):
+    return {"content": tf.zeros([n, model.content_dim]), "style": tf.zeros([n, model.style_dim]),
+            "component": tf.zeros([n])}
+
+
+def test_decode_params_log_var_is_the_variance_of_the_reconstruction_term():
+    """With zero noise the model decodes each image's group mean and style mean; its reconstruction
+    term must be the NumPy Normal log-density under `decode_params`' mean and `log_var`."""
+    model = make_tiny_model(likelihood="normal")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(7, *INPUT_SHAPE)).astype(np.float32)
+    ids = np.array([0, 0, 1, 2, 2, 2, 1], np.int32)
+    grp = model.encode_groups(x, ids)
+    params = {k: v.numpy() for k, v in model.decode_params(grp["content_mean"].numpy()[ids], grp["style_mean"]).items()}
+    assert params["log_var"].shape == x.shape and np.ptp(params["log_var"]) > 1e-3  # a per-pixel variance
+    log_density = -0.5 * (np.log(2 * np.pi) + params["log_var"] + (x - params["mean"]) ** 2 / np.exp(params["log_var"]))
+    terms = model.compute_elbo_terms(tf.constant(x), tf.constant(ids), 3, noise=_zero_noise(model, 7))
+    np.testing.assert_allclose(float(terms["reconstruction"]), -log_density.sum() / 3, rtol=1e-5)
+
+
+def test_predict_gives_encode_of_every_observation_in_the_datasets_order(digits_split):
+    model = make_tiny_model()
+    x, labels = digits_split["val"]
+    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=4, shuffle=False)
+    flat = np.concatenate([batch.flat_values.numpy() for batch in ds])
+    predicted = model.predict(ds, verbose=0)
+    expected = model.encode(flat)
+    assert sorted(predicted) == sorted(expected) and len(flat) == len(x)
+    for key, value in expected.items():
+        np.testing.assert_allclose(predicted[key], value, atol=1e-6, err_msg=key)
+    pairs = model.predict(mlvae_tf.data.to_pairs(ds), verbose=0)  # the pair form: the same
+    np.testing.assert_allclose(pairs["content_mean"], expected["content_mean"], atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_terms_match_float32(policy):
+    x = np.random.default_rng(0).uniform(size=(9, *INPUT_SHAPE)).astype(np.float32)
+    ids = tf.constant([0, 0, 1, 1, 1, 2, 2, 2, 2])
+    reference = make_tiny_model()
+    expected = reference.compute_elbo_terms(tf.constant(x), ids, 3, noise=_zero_noise(reference, 9))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = make_tiny_model()
+        model.set_weights(reference.get_weights())
+        terms = model.compute_elbo_terms(tf.constant(x), ids, 3, noise=_zero_noise(model, 9))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for key, value in expected.items():
+        assert terms[key].dtype == tf.float32
+        np.testing.assert_allclose(float(terms[key]), float(value), rtol=2e-2, err_msg=key)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(policy):
     keras.mixed_precision.set_global_policy(policy)
