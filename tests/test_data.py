@@ -167,6 +167,21 @@ def test_bundled_digits():
     assert labels.dtype == np.int32 and set(labels) == set(range(10))
 
 
+def test_digits_splits_are_the_bundled_digits_in_proportion_with_every_group_in_every_part():
+    x, _ = mlvae_tf.data.load_digits()
+    splits = mlvae_tf.data.digits_splits(seed=0)
+    sizes = [len(splits[part][1]) for part in ("train", "val", "test")]
+    assert sum(sizes) == 1797 and all(abs(n - f * 1797) <= 1 for n, f in zip(sizes, mlvae_tf.data.DIGITS_SPLIT))
+    for part, (_, y) in splits.items():
+        assert set(y) == set(range(10)), part  # seen groups: the protocol classifies every class
+    images = np.concatenate([splits[part][0] for part in ("train", "val", "test")]).reshape(1797, -1)
+    assert sorted(map(bytes, images)) == sorted(map(bytes, x.reshape(1797, -1)))  # a partition of the digits
+    loaded = mlvae_tf.data.load_splits("digits", seed=0)
+    assert all(np.array_equal(loaded[p][0], splits[p][0]) and np.array_equal(loaded[p][1], splits[p][1]) for p in splits)
+    other = mlvae_tf.data.digits_splits(seed=1)
+    assert not np.array_equal(other["test"][1], splits["test"][1])
+
+
 def test_split_observations_is_a_reproducible_partition():
     parts = mlvae_tf.data.split_observations(101, (0.7, 0.15, 0.15), seed=4)
     assert [len(p) for p in parts] == [70, 15, 16]

@@ -129,6 +129,17 @@ def test_read_idx_on_a_hand_written_file(tmp_path):
     with gzip.open(path, "wb") as f:
         f.write(header + values.tobytes())
     np.testing.assert_array_equal(mlvae_tf.data.read_idx(str(path)), values)
+    for code, dtype in ((0x09, np.int8), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")):
+        values = (np.arange(6).reshape(3, 2) * -1.5).astype(dtype)  # big-endian as the format stores them
+        path = tmp_path / f"x-{code}"
+        path.write_bytes(bytes([0, 0, code, 2]) + (3).to_bytes(4, "big") + (2).to_bytes(4, "big") + values.tobytes())
+        read = mlvae_tf.data.read_idx(str(path))
+        assert read.dtype == np.dtype(dtype) and read.shape == (3, 2)
+        np.testing.assert_array_equal(read, values)
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(bytes([0, 0, 0x08, 1]) + (5).to_bytes(4, "big") + bytes(3))
+    with pytest.raises(ValueError, match="header says shape"):
+        mlvae_tf.data.read_idx(str(truncated))
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="is not an IDX file"):
