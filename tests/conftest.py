@@ -89,3 +89,18 @@ def exported(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("savedmodels")
     export_model(trained[0], out, "digits")
     return trained[0], out / "digits"
+
+
+def run_cli(capsys, *args):
+    """`mlvae ARGS` in this process (one console-script test, `one_epoch_run` in test_cli, runs
+    the installed command): `(exit status, stdout, stderr)`, as the shell would see them."""
+    from mlvae_tf.cli import main
+
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    if isinstance(status, str):  # sys.exit(message): the message on stderr, status 1
+        status, err = 1, err + status + "\n"
+    return status or 0, out, err

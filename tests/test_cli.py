@@ -10,6 +10,8 @@ import time
 import pytest
 import tensorflow as tf
 
+from tests.conftest import run_cli
+
 MLVAE = [os.path.join(os.path.dirname(sys.executable), "mlvae")]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,39 +105,24 @@ def test_fresh_starts_a_new_run_and_keeps_the_interrupted_one(tmp_path):
     assert "content_dim: 5" in open(os.path.join(fresh, "config.yaml")).read()
 
 
-def _main(capsys, *args):
-    """`mlvae ARGS` in this process (the console script is exercised by `one_epoch_run`):
-    `(exit status, stdout, stderr)`, as the shell would see them."""
-    from mlvae_tf.cli import main
-
-    try:
-        status = main([str(a) for a in args])
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    if isinstance(status, str):  # sys.exit(message): the message on stderr, status 1
-        status, err = 1, err + status + "\n"
-    return status or 0, out, err
-
-
 def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, capsys):
     import json
 
     import onnx
 
     model = os.path.join(one_epoch_run[0], "model.keras")
-    status, out, _ = _main(capsys, "evaluate", "--model", model, "--out", tmp_path / "report", "--ks", "1,2",
+    status, out, _ = run_cli(capsys, "evaluate", "--model", model, "--out", tmp_path / "report", "--ks", "1,2",
                            "--trials", "1")
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert status == 0 and "content accuracy   k=1: " in out
     assert (metrics["settings"]["K"], metrics["settings"]["ks"], metrics["settings"]["trials"]) == (6, [1, 2], 1)
     assert metrics["settings"]["data"]["config"] == os.path.join(one_epoch_run[0], "config.yaml")
     assert 0.0 <= metrics["content_accuracy"]["2"]["mean"] <= 1.0
-    status, out, _ = _main(capsys, "export", "--model", model, "--out", tmp_path / "sm", "--name", "digits",
+    status, out, _ = run_cli(capsys, "export", "--model", model, "--out", tmp_path / "sm", "--name", "digits",
                            "--formats", "onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "sm" / "digits" / "onnx" / "encoder.onnx")))
     assert status == 0 and not (tmp_path / "sm" / "digits" / "encoder").exists()  # onnx only, as asked
-    status, out, _ = _main(capsys, "info", "--model", model)
+    status, out, _ = run_cli(capsys, "info", "--model", model)
     info = json.loads(out)
     assert status == 0 and (info["content_dim"], info["style_dim"]) == (10, 3) and info["parameters"] > 0
 
@@ -152,19 +139,19 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
     ],
 )
 def test_errors_exit_non_zero_with_one_clear_line(args, message, capsys):
-    status, _, err = _main(capsys, *args)
+    status, _, err = run_cli(capsys, *args)
     assert status != 0 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
 
 
 def test_help_lists_only_commands_that_exist(capsys):
-    status, out, _ = _main(capsys, "--help")
+    status, out, _ = run_cli(capsys, "--help")
     assert status == 0 and "{train,evaluate,export,info}" in out and "compare" not in out
 
 
 def test_train_on_data_that_cannot_be_downloaded_fails_fast_in_one_line_and_leaves_nothing(tmp_path, capsys):
     # MNIST is not prepared in an empty data_dir, and the tests' socket guard refuses the download.
     start = time.monotonic()
-    status, _, err = _main(capsys, "train", "--set", "data.name=mnist", "--set", f"data.data_dir={tmp_path / 'tfds'}",
+    status, _, err = run_cli(capsys, "train", "--set", "data.name=mnist", "--set", f"data.data_dir={tmp_path / 'tfds'}",
                            "--runs-dir", tmp_path / "runs")
     assert time.monotonic() - start < 30  # TFDS's own retries take minutes
     line = err.strip().splitlines()[-1]  # after TFDS's download progress bars

@@ -178,6 +178,15 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path, capsy
                                           "--out", tmp_path / "big")
     assert status == 1 and len(stderr.splitlines()) == 1 and not (tmp_path / "big").exists()
     assert "the largest K that every class allows is 6" in stderr
+    for ks, message in (("1,x", "--ks must be comma-separated integers, got '1,x'"), ("0,2", "ks")):
+        status, stderr = _evaluate_in_process(capsys, "--model", model_path, "--data", "digits", "--ks", ks,
+                                              "--out", tmp_path / "bad_ks")
+        assert status in (1, 2) and len(stderr.splitlines()) == 1 and message in stderr, stderr
+    # The digits' split shares its groups between train and test: --unseen-groups refuses it.
+    status, stderr = _evaluate_in_process(capsys, "--model", model_path, "--data", "digits", "--unseen-groups",
+                                          "--out", tmp_path / "unseen")
+    assert status == 1 and len(stderr.splitlines()) == 1 and "unseen" in stderr, stderr
+    assert not (tmp_path / "bad_ks").exists() and not (tmp_path / "unseen").exists()
 
 
 def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path, capsys):

@@ -267,9 +267,45 @@ def test_second_export_without_overwrite_fails_and_changes_nothing(exported, tmp
     with pytest.raises(ExportError, match="encoder/1 already exists; pass --overwrite"):
         export_model(model, root.parent, "digits")
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
-    result = subprocess.run([sys.executable, "-m", "export", "--model", str(tmp_path / "missing.keras"),
-                             "--out", str(tmp_path), "--name", "x"], capture_output=True, text=True)
-    assert result.returncode != 0 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_command_versions_overwrite_and_errors(tmp_path, capsys):
+    import mlvae_tf
+    from tests.conftest import run_cli
+
+    first = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=3, seed=1)
+    second = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=2, style_dim=2, hidden_units=5, seed=2)
+    for model, name in ((first, "first"), (second, "second")):
+        model.encode(np.zeros((1, 8, 8, 1), np.float32))
+        model.save(tmp_path / f"{name}.keras")
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+
+    def served(version):
+        encoder = tf.saved_model.load(str(tmp_path / "m" / "encoder" / str(version))).signatures["serving_default"]
+        return encoder(images=x)["content_mean"]
+
+    export = ["export", "--out", tmp_path, "--name", "m", "--formats", "savedmodel"]
+    assert run_cli(capsys, *export, "--model", tmp_path / "first.keras")[0] == 0
+    status, out, _ = run_cli(capsys, *export, "--model", tmp_path / "second.keras", "--version", 2)
+    assert status == 0 and "Exported" in out
+    assert sorted(p.name for p in (tmp_path / "m" / "encoder").iterdir()) == ["1", "2"]
+    np.testing.assert_allclose(served(1), first.encode(x)["content_mean"], atol=1e-6)  # version 1 kept
+    np.testing.assert_allclose(served(2), second.encode(x)["content_mean"], atol=1e-6)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["version"] == 2
+    status, _, err = run_cli(capsys, *export, "--model", tmp_path / "first.keras", "--version", 2)
+    assert status == 1 and err.startswith("mlvae export: error:") and len(err.strip().splitlines()) == 1, err
+    assert "encoder/2 already exists; pass --overwrite" in err
+    np.testing.assert_allclose(served(2), second.encode(x)["content_mean"], atol=1e-6)  # unchanged
+    assert run_cli(capsys, *export, "--model", tmp_path / "first.keras", "--version", 2, "--overwrite")[0] == 0
+    np.testing.assert_allclose(served(2), first.encode(x)["content_mean"], atol=1e-6)
+    for args, message in (([*export, "--model", tmp_path / "missing.keras"], "--model: no such file"),
+                          ([*export, "--model", tmp_path / "first.keras", "--version", 0], "`version` must be"),
+                          ([*export, "--model", tmp_path / "first.keras", "--formats", "tflite"], "`formats` must"),
+                          (["export", "--model", tmp_path / "first.keras", "--name", "../x"], "`name` must be")):
+        status, _, err = run_cli(capsys, *args)
+        assert status != 0 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert "Traceback" not in err
 
 
 _KILLED_EXPORT = """
