@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+test-fast: venv  # leaves out the tests marked slow (pyproject.toml)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

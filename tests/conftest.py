@@ -1,6 +1,9 @@
 """Shared fixtures: seeded, tiny and odd-sized, and one trained digits model per session."""
 
+import contextlib
 import os
+import subprocess
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -104,3 +107,63 @@ def run_cli(capsys, *args):
     if isinstance(status, str):  # sys.exit(message): the message on stderr, status 1
         status, err = 1, err + status + "\n"
     return status or 0, out, err
+
+
+# Subprocesses: a hang fails its test within SUBPROCESS_TIMEOUT seconds instead of blocking the suite.
+SUBPROCESS_TIMEOUT = 600
+
+
+def run(args, check=True, timeout=SUBPROCESS_TIMEOUT, **kwargs):
+    """`subprocess.run(args)` with text output captured and a timeout; with `check`, a failure
+    raises an `AssertionError` that shows the end of the child's stderr."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode:
+        raise AssertionError(f"{' '.join(map(str, args))[:200]} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+@contextlib.contextmanager
+def child(args, **kwargs):
+    """`subprocess.Popen(args)` that is killed when the block ends, whatever happens in it."""
+    process = subprocess.Popen([str(a) for a in args], **kwargs)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+
+
+def wait_for(condition, process, timeout=300, interval=0.1):
+    """Polls `condition()` while `process` runs, until it gives a true value (returned) or
+    `timeout` seconds pass (an `AssertionError`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise AssertionError(f"the child exited ({process.returncode}) before the condition held")
+        time.sleep(interval)
+    raise AssertionError(f"the condition did not hold within {timeout} s")
+
+
+def assert_one_line_error(status, err, message):
+    """A command failed cleanly: non-zero status, one line on stderr that holds `message`, no traceback."""
+    lines = err.strip().splitlines()
+    assert status != 0 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, (status, err[-2000:])
+
+
+def random_images(n, shape=INPUT_SHAPE, seed=0):
+    """`[n, *shape]` float32 images uniform in [0, 1]."""
+    return np.random.default_rng(seed).uniform(size=(n, *shape)).astype(np.float32)
+
+
+@contextlib.contextmanager
+def precision_policy(name):
+    """Keras's global dtype policy set to `name` inside the block, float32 after it."""
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -10,17 +10,14 @@ import time
 import pytest
 import tensorflow as tf
 
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, child, run, run_cli, wait_for
 
 MLVAE = [os.path.join(os.path.dirname(sys.executable), "mlvae")]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(*args, check=True):
-    result = subprocess.run(MLVAE + list(args), capture_output=True, text=True, cwd=ROOT)
-    if check and result.returncode:
-        raise AssertionError(result.stderr[-3000:])
-    return result
+    return run(MLVAE + list(args), check=check, cwd=ROOT)
 
 
 def _epochs(run_dir):
@@ -37,6 +34,7 @@ def one_epoch_run(tmp_path_factory):
     return run_dir, result
 
 
+@pytest.mark.slow
 def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_run):
     run_dir, result = one_epoch_run
     assert run_dir in result.stdout and "Done: 1 epochs" in result.stdout
@@ -51,23 +49,16 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     assert not os.path.exists(os.path.join(os.path.dirname(run_dir), ".backup"))  # a finished run leaves no backup
 
 
+@pytest.mark.slow
 def test_an_interrupted_train_says_so_refuses_another_config_and_resumes_where_it_stopped(tmp_path):
     # Batches of one observation make an epoch last seconds, so Ctrl-C lands in the second epoch.
     args = ["train", "--set", "train.epochs=3", "--set", "data.groups_per_batch=1", "--set", "data.max_group_size=1",
             "--set", "model.hidden_units=32", "--runs-dir", str(tmp_path)]
-    process = subprocess.Popen(MLVAE + args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 300
-        checkpoint = None
-        while process.poll() is None and time.time() < deadline and checkpoint is None:
-            found = [os.path.join(r, f) for r, _, files in os.walk(tmp_path) for f in files if f == "epoch_001.keras"]
-            checkpoint = found[0] if found else None
-            time.sleep(0.2)
-        assert checkpoint, "the first checkpoint never appeared"
+    with child(MLVAE + args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        checkpoint = wait_for(lambda: next((os.path.join(r, f) for r, _, files in os.walk(tmp_path) for f in files
+                                            if f == "epoch_001.keras"), None), process)
         process.send_signal(signal.SIGINT)  # Ctrl-C
         stdout, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
     run_dir = os.path.dirname(os.path.dirname(checkpoint))
     interrupted = _epochs(run_dir)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
@@ -98,13 +89,13 @@ def test_fresh_starts_a_new_run_and_keeps_the_interrupted_one(tmp_path):
     changed = load_config(None, ["train.epochs=2", "model.content_dim=5"])
     with pytest.raises(ResumeError, match="model.content_dim: 10 -> 5"):
         _run_dir(str(tmp_path), changed)
-    time.sleep(1.1)  # a new timestamp
     fresh, _, resumed = _run_dir(str(tmp_path), changed, fresh=True)
     assert fresh != interrupted and not resumed
     assert os.path.exists(os.path.join(interrupted, ".backup-interrupted", "run_dir"))
     assert "content_dim: 5" in open(os.path.join(fresh, "config.yaml")).read()
 
 
+@pytest.mark.slow
 def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, capsys):
     import json
 
@@ -140,7 +131,8 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
 )
 def test_errors_exit_non_zero_with_one_clear_line(args, message, capsys):
     status, _, err = run_cli(capsys, *args)
-    assert status != 0 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
+    assert_one_line_error(status, err, message)
+    assert err.startswith(message)
 
 
 def test_help_lists_only_commands_that_exist(capsys):

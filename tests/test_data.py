@@ -1,6 +1,5 @@
 """Grouped pipelines: whole groups, chunk sizes, every observation once, reproducible, disjoint splits."""
 
-import subprocess
 import sys
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import mlvae_tf
+from tests.conftest import run
 
 SIZES = (1, 3, 17, 4, 10, 2, 23)
 
@@ -106,6 +106,7 @@ def _same(a, b):
     )
 
 
+@pytest.mark.slow
 def test_same_seed_same_batches_in_another_process_whatever_the_global_seed():
     x, labels = _indexed_data()
     ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, seed=11)
@@ -116,7 +117,7 @@ def test_same_seed_same_batches_in_another_process_whatever_the_global_seed():
         "ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=3, max_group_size=5, seed=11); "
         "print(repr([[g.tolist() for g in b] for b in _epoch(ds)]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run([sys.executable, "-c", code]).stdout
     there = eval(out.strip().splitlines()[-1])
     assert [[g.tolist() for g in b] for b in here] == there
 

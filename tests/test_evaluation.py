@@ -1,15 +1,12 @@
 """The paper's protocol: conditional entropy, classifier bands on synthetic features, grid layout, the command."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
-
 import pytest
 
 from mlvae_tf.evaluation import check_disjoint, compute_protocol, conditional_entropy_bits, largest_K, swap_grid
+from tests.conftest import run_cli
 
 
 def test_conditional_entropy_is_the_cross_entropy_in_bits():
@@ -136,34 +133,29 @@ def test_swap_grid_layout_matches_the_model(trained, digits_split):
             np.testing.assert_allclose(tiles[i + 2][j + 2], expected, atol=1e-5)
 
 
-def _evaluate(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mlvae_tf.evaluate", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "PYTHONPATH": os.getcwd()})
+def _evaluate(capsys, *args):
+    """`mlvae evaluate ARGS` in this process: `(exit status, stdout, stderr)`."""
+    return run_cli(capsys, "evaluate", *args)
 
 
 def _evaluate_in_process(capsys, *args):
-    """`mlvae evaluate`'s errors without a subprocess: `(exit status, stderr)`."""
-    from mlvae_tf.evaluate import main
-
-    try:
-        status = main([str(a) for a in args])
-    except SystemExit as exit_:
-        status = exit_.code
-    return status, capsys.readouterr().err
+    """`mlvae evaluate ARGS`' failure: `(exit status, stderr)`."""
+    status, _, err = _evaluate(capsys, *args)
+    return status, err
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path, capsys):
     model_path = tmp_path / "m.keras"
     trained[0].save(model_path)
-    result = _evaluate("--model", model_path, "--data", "digits", "--data-seed", 0, "--out", tmp_path / "report",
-                       "--K", 6, "--ks", "1,6", "--trials", 2)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "content accuracy" in result.stdout and "K=6" in result.stdout
+    status, out, err = _evaluate(capsys, "--model", model_path, "--data", "digits", "--data-seed", 0, "--out",
+                                 tmp_path / "report", "--K", 6, "--ks", "1,6", "--trials", 2)
+    assert status == 0, err[-2000:]
+    assert "content accuracy" in out and "K=6" in out
     for name in ("swap_grid.png", "swap_grid_evidence.png", "interpolation.png", "generation.png", "evidence.png",
                  "protocol.png", "metrics.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    print({k: metrics[k] for k in ("content_accuracy", "style_accuracy")})
     settings = metrics["settings"]
     assert (settings["K"], settings["ks"], settings["trials"], settings["features"]) == (6, [1, 6], 2, "sample")
     assert settings["data"] == {"name": "digits", "group_key": "label", "seed": 0, "config": None}
@@ -189,7 +181,8 @@ def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path, capsy
     assert not (tmp_path / "bad_ks").exists() and not (tmp_path / "unseen").exists()
 
 
-def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path, capsys):
+@pytest.mark.slow
+def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path, capsys, monkeypatch):
     """A run trained on data.seed=3: evaluate uses its split and its `evaluate:` section, and
     refuses another split (whose test images would include the run's training images)."""
     import yaml
@@ -202,8 +195,9 @@ def test_evaluate_takes_the_split_and_settings_from_the_run(trained, tmp_path, c
     config = load_config(None, ["data.seed=3", "evaluate.K=5", "evaluate.ks=[1, 5]", "evaluate.trials=1",
                                 "evaluate.features=mean"])
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    result = _evaluate("--model", run / "checkpoints" / "epoch_001.keras", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)  # the report's default folder is reports/<the run's name>, from here
+    status, _, err = _evaluate(capsys, "--model", run / "checkpoints" / "epoch_001.keras")
+    assert status == 0, err[-2000:]
     settings = json.loads((tmp_path / "reports" / "digits" / "metrics.json").read_text())["settings"]  # the run's name
     assert settings["model"] == str(run / "checkpoints" / "epoch_001.keras")
     assert settings["data"]["seed"] == 3 and settings["data"]["config"] == str(run / "config.yaml")

@@ -10,11 +10,6 @@ from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model
 SIZES = (1, 3, 17)
 
 
-def _dense(model, name):
-    kernel, bias = model.get_layer(name).get_weights()
-    return kernel, bias
-
-
 def _numpy_group_elbo_loss(model, x, group_ids, noise):
     """-(1/G) sum_g ELBO_g for the "mlp" networks, one group at a time, in plain NumPy."""
     e0, heads = model.encoder.get_layer("e0").get_weights(), model.encoder.get_layer("heads").get_weights()

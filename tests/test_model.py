@@ -1,7 +1,6 @@
 """MLVAE: gradients, config, save/load, the public API's shapes and invariants, conv64."""
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -10,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import mlvae_tf
-from tests.conftest import CONTENT_DIM, INPUT_SHAPE, STYLE_DIM, make_tiny_model
+from tests.conftest import CONTENT_DIM, INPUT_SHAPE, STYLE_DIM, make_tiny_model, precision_policy, random_images, run
 
 
 def _loss_gradients(model, n=12, num_groups=4):
@@ -33,6 +32,7 @@ def test_gradients_reach_every_head(aggregation):
         assert np.abs(heads[:, start:stop]).sum() > 0, f"no gradient reaches {name}"
 
 
+@pytest.mark.slow
 def test_conv64_builds_trains_and_every_weight_gets_a_gradient():
     model = mlvae_tf.MLVAE(input_shape=(16, 24, 3), content_dim=4, style_dim=2, architecture="conv64",
                            likelihood="normal", seed=0)
@@ -121,8 +121,7 @@ def test_decode_params_log_var_is_the_variance_of_the_reconstruction_term():
     """With zero noise the model decodes each image's group mean and style mean; its reconstruction
     term must be the NumPy Normal log-density under `decode_params`' mean and `log_var`."""
     model = make_tiny_model(likelihood="normal")
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(7, *INPUT_SHAPE)).astype(np.float32)
+    x = random_images(7)
     ids = np.array([0, 0, 1, 2, 2, 2, 1], np.int32)
     grp = model.encode_groups(x, ids)
     params = {k: v.numpy() for k, v in model.decode_params(grp["content_mean"].numpy()[ids], grp["style_mean"]).items()}
@@ -148,17 +147,14 @@ def test_predict_gives_encode_of_every_observation_in_the_datasets_order(digits_
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_terms_match_float32(policy):
-    x = np.random.default_rng(0).uniform(size=(9, *INPUT_SHAPE)).astype(np.float32)
+    x = random_images(9)
     ids = tf.constant([0, 0, 1, 1, 1, 2, 2, 2, 2])
     reference = make_tiny_model()
     expected = reference.compute_elbo_terms(tf.constant(x), ids, 3, noise=_zero_noise(reference, 9))
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with precision_policy(policy):
         model = make_tiny_model()
         model.set_weights(reference.get_weights())
         terms = model.compute_elbo_terms(tf.constant(x), ids, 3, noise=_zero_noise(model, 9))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     for key, value in expected.items():
         assert terms[key].dtype == tf.float32
         np.testing.assert_allclose(float(terms[key]), float(value), rtol=2e-2, err_msg=key)
@@ -166,12 +162,11 @@ def test_mixed_precision_terms_match_float32(policy):
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(policy):
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with precision_policy(policy):
         model = make_tiny_model()
         assert model.encoder.get_layer("heads").compute_dtype == policy.removeprefix("mixed_")
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        x = np.random.default_rng(0).uniform(size=(9, *INPUT_SHAPE)).astype(np.float32)
+        x = random_images(9)
         logs = model.train_step(tf.RaggedTensor.from_row_lengths(x, [4, 1, 4]))
         assert np.isfinite(float(logs["loss"]))
         # The XLA-compiled step on padded pairs, as a GPU user would run it.
@@ -181,8 +176,6 @@ def test_mixed_precision_trains_and_keeps_the_grouped_posterior_in_float32(polic
         grp = model.encode_groups(x, [0, 0, 1, 1, 1, 2, 2, 2, 2])
         assert all(v.dtype == tf.float32 for v in grp.values())
         assert all(w.dtype == "float32" for w in model.trainable_weights)  # variables stay float32
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_train_step_is_traced_at_most_twice_whatever_the_group_sizes(digits_split):
@@ -202,6 +195,7 @@ def test_train_step_is_traced_at_most_twice_whatever_the_group_sizes(digits_spli
     assert 2 * int(ds.cardinality()) > 100 and len(traces) <= 2
 
 
+@pytest.mark.slow
 def test_xla_compiled_step_on_pairs_gives_the_same_loss_as_the_ragged_step(digits_split):
     x, labels = digits_split["train"]
     ragged = mlvae_tf.data.grouped_dataset(x[:60], labels[:60], groups_per_batch=4, max_group_size=5, shuffle=False)
@@ -313,6 +307,7 @@ def test_xla_flags_turn_ynnpack_fusions_off_keeping_the_users_flags_and_choice(u
     assert mlvae_tf._xla_flags(user_flags) == expected_flags
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "user_flags, expected_flags, ynn",
     [
@@ -327,7 +322,7 @@ def test_import_turns_ynnpack_fusions_off_unless_xla_flags_choose(user_flags, ex
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     if user_flags is not None:
         env["XLA_FLAGS"] = user_flags
-    out = subprocess.run([sys.executable, "-c", _YNN_PROBE], env=env, capture_output=True, text=True, check=True)
+    out = run([sys.executable, "-c", _YNN_PROBE], env=env)
     assert out.stdout.strip().splitlines()[-1] == f"{expected_flags!r} {ynn}"
 
 
@@ -348,6 +343,7 @@ def _ragged_and_pairs(n=46, groups_per_batch=3, max_group_size=4):
     return ragged, mlvae_tf.data.to_pairs(ragged, pad_to=pad_to)
 
 
+@pytest.mark.slow
 def test_xla_refuses_ragged_batches_up_front():
     """Under XLA, batches of whole groups would compile the step once per batch shape (about 15x
     slower on the digits): fit and evaluate must say so before building any step."""
@@ -366,6 +362,7 @@ def test_xla_refuses_ragged_batches_up_front():
     assert model.jit_compile is True and np.isfinite(history.history["val_loss"][-1])
 
 
+@pytest.mark.slow
 def test_auto_xla_runs_ragged_batches_and_the_mixture_without_xla(monkeypatch):
     """`jit_compile="auto"` turns XLA on where Keras finds a GPU; ragged batches and the mixture
     must then train without it rather than fail or recompile every batch."""
@@ -418,6 +415,7 @@ def _fit_pairs(pairs, steps_per_execution, epochs=2):
     return model, history.history
 
 
+@pytest.mark.slow
 def test_executions_of_several_xla_steps_train_exactly_as_one_step_at_a_time():
     """Under XLA with `steps_per_execution` > 1, each execution's steps run as one XLA program
     (`mlvae_tf.execution`): the same steps on the same batches with the same noise as one step per
@@ -461,6 +459,7 @@ def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
     assert int(model.optimizer.iterations) == start + batches
 
 
+@pytest.mark.slow
 def test_executions_of_several_xla_steps_end_with_data_of_unknown_length():
     """A dataset of unknown length ends inside an execution: the steps it has batches for run, then
     the epoch ends; batches of varying size fall back to Keras's loop, one step per call."""
@@ -479,17 +478,15 @@ def test_executions_of_several_xla_steps_end_with_data_of_unknown_length():
     assert int(model.optimizer.iterations) == batches and np.isfinite(history["loss"][0])
 
 
+@pytest.mark.slow
 def test_executions_of_several_xla_steps_keep_float16_loss_scaling_and_distributed_input():
     """Under mixed_float16 the loss scale skips a step whose gradients overflow, inside the fused
     program as in Keras's loop; input distributed by a `tf.distribute` strategy keeps Keras's loop."""
     _, pairs = _ragged_and_pairs(n=60)
     batches = int(pairs.cardinality())
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with precision_policy("mixed_float16"):
         one, one_history = _fit_pairs(pairs, 1)
         fused, fused_history = _fit_pairs(pairs, 3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     assert int(fused.optimizer.iterations) == int(one.optimizer.iterations) < 2 * batches  # a step was skipped
     np.testing.assert_allclose(fused_history["loss"], one_history["loss"], rtol=1e-6)
 

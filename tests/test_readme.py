@@ -4,6 +4,8 @@ import os
 import re
 import shutil
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -14,6 +16,7 @@ def _python_blocks():
             for block in re.findall(r"^ *```python\n(.*?)^ *```", text, flags=re.M | re.S)]
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(exported, tmp_path, monkeypatch):
     """Epochs are cut to 1 to keep the suite fast; the serving block reads the session's export,
     copied where the README's export command puts it."""

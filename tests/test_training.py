@@ -76,6 +76,7 @@ def test_save_is_atomic_a_failed_write_keeps_the_old_file(trained, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_train_on_the_xla_pair_path_with_several_steps_per_execution(tmp_path):
     # Groups of up to 10 digits make batches of varying size: padded, the step compiles once.
     config = load_config(overrides=["train.epochs=2", "train.jit_compile=true", "train.steps_per_execution=3",
