@@ -85,6 +85,15 @@ def trained(digits_split):
 
 
 @pytest.fixture(scope="session")
+def trained_file(trained, tmp_path_factory):
+    """The session's trained model saved once, as `mlvae train` leaves it: a `.keras` path
+    without a run folder (no `config.yaml` beside it)."""
+    path = tmp_path_factory.mktemp("trained") / "model.keras"
+    trained[0].save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory):
     """The session's trained model exported with `python -m export`'s function: (model, root folder)."""
     from export import export_model

@@ -145,9 +145,8 @@ def _evaluate_in_process(capsys, *args):
 
 
 @pytest.mark.slow
-def test_evaluate_command_writes_grids_plot_and_metrics(trained, tmp_path, capsys):
-    model_path = tmp_path / "m.keras"
-    trained[0].save(model_path)
+def test_evaluate_command_writes_grids_plot_and_metrics(trained_file, tmp_path, capsys):
+    model_path = trained_file
     status, out, err = _evaluate(capsys, "--model", model_path, "--data", "digits", "--data-seed", 0, "--out",
                                  tmp_path / "report", "--K", 6, "--ks", "1,6", "--trials", 2)
     assert status == 0, err[-2000:]

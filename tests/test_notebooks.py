@@ -19,6 +19,24 @@ def test_notebook_runs(path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "largest difference from Keras:" in text
+    if path.name == "quickstart.ipynb":  # what it saved and exported, checked here rather than by its own prints
+        _check_quickstart_outputs(path.parent.parent)
+
+
+def _check_quickstart_outputs(root):
+    import keras
+    import numpy as np
+    import onnxruntime as ort
+
+    import mlvae_tf
+
+    model = keras.models.load_model(root / "runs" / "quickstart" / "model.keras")
+    x = mlvae_tf.data.digits_splits(seed=0)["test"][0][:9]
+    session = ort.InferenceSession(str(root / "savedmodels" / "quickstart" / "onnx" / "encoder.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    onnx_out = dict(zip(names, session.run(names, {"images": x})))
+    for key, value in model.encode(x).items():
+        np.testing.assert_allclose(onnx_out[key], value, atol=1e-5, err_msg=key)
 
 
 def test_there_is_a_quickstart():
