@@ -20,11 +20,15 @@ demo: venv
 	$(BIN)/python -m mlvae_tf.demo
 	@echo "The mlvae command is $(BIN)/mlvae (or run 'source $(BIN)/activate' to put it on the PATH)."
 
+# Two test processes (pytest-xdist), one test file each at a time: 4.2 minutes against 6.3 on 2
+# CPU cores; module- and session-scoped fixtures are built once per process.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) tests
 
 test-fast: venv  # leaves out the tests marked slow (pyproject.toml)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
