@@ -22,7 +22,7 @@ import yaml
 
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
-from mlvae_tf.model import MLVAE
+from mlvae_tf.models import MLVAE
 
 __all__ = ["train", "build", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 

@@ -433,7 +433,7 @@ def test_executions_of_several_xla_steps_train_exactly_as_one_step_at_a_time():
     fused_evaluation = fused.evaluate(pairs, verbose=0, return_dict=True)  # evaluate's executions too
     assert fused.test_function.__qualname__.startswith("fused_function")
     one_evaluation = one.evaluate(pairs, verbose=0, return_dict=True)
-    for name in mlvae_tf.model.TERMS:
+    for name in mlvae_tf.MLVAE.TERMS:
         np.testing.assert_allclose(fused_evaluation[name], one_evaluation[name], rtol=1e-5)
 
 
@@ -447,7 +447,7 @@ def test_an_xla_execution_reads_its_batches_and_runs_one_step_each():
     start = int(model.optimizer.iterations)
     iterator = iter(pairs)
     logs = model.train_function(iterator)
-    assert int(model.optimizer.iterations) == start + 3 and set(logs) == set(mlvae_tf.model.TERMS)
+    assert int(model.optimizer.iterations) == start + 3 and set(logs) == set(mlvae_tf.MLVAE.TERMS)
     np.testing.assert_array_equal(next(iterator)[0], list(pairs)[3][0])  # 3 batches read, the 4th is next
 
     start, iterator, calls = int(model.optimizer.iterations), iter(pairs), 0

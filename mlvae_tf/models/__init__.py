@@ -1,0 +1,12 @@
+"""The grouped models: the paper's ML-VAE and its baselines, on one fit machinery (`base`).
+
+base.py         GroupedModel: batch forms and checks, XLA policy, fused executions, trackers, atomic save
+autoencoder.py  Autoencoder: the paper's encoder and decoder networks, a content and a style latent
+mlvae.py        MLVAE: the content shared by a group through the product (or mixture) of Normals
+"""
+
+from mlvae_tf.models.autoencoder import Autoencoder
+from mlvae_tf.models.base import GroupedModel
+from mlvae_tf.models.mlvae import MLVAE
+
+__all__ = ["GroupedModel", "Autoencoder", "MLVAE"]

@@ -1,0 +1,231 @@
+"""`GroupedModel`: the fit machinery that every model trained on batches of whole groups shares.
+
+A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inference API
+(`encode`, `encode_groups`, `decode`, `decode_params`); this base holds the rest:
+- the batch forms: a `tf.RaggedTensor` `[groups, (observations), *input_shape]` or a pair
+  `(images [N, ...], group_ids int [N])` (-1: a padding row), unpacked to flat observations;
+- the checks of what `fit` and `evaluate` get (no arrays, no ragged batches under XLA);
+- the XLA policy (`jit_compile` off by default, "auto" for pairs only, a model's own refusal) and
+  the fused executions of several XLA steps (`mlvae_tf.execution`);
+- thin `train_step` / `test_step`, per-group trackers of the model's `TERMS`;
+- atomic saving (a temporary file renamed into place).
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlvae_tf import execution, validation
+
+__all__ = ["GroupedModel"]
+
+
+class GroupedModel(keras.Model):
+    """Base of the grouped models (`MLVAE`, `VAE`, `RegularisedVAE`, `SVI`).
+
+    Subclasses set `TERMS` (the scalars `compute_elbo_terms` returns and `fit` logs, `loss`
+    first), implement `compute_elbo_terms(images, group_ids, num_groups, training, noise,
+    num_segments)`, and may refuse XLA by overriding `_xla_refusal`.
+
+    Args:
+        input_shape: shape of one observation, e.g. `(8, 8, 1)`.
+        seed: seed of the sampling noise.
+    """
+
+    TERMS = ("loss",)
+
+    def __init__(self, input_shape, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.input_shape = tuple(validation.check_positive_int(d, "input_shape") for d in input_shape)
+        except TypeError:
+            raise ValueError(f"`input_shape` must be a tuple of positive integers, got {input_shape!r}.") from None
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.TERMS}
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "input_shape": list(self.input_shape),
+                "seed": self.seed}
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, written to a temporary file in the same folder and renamed into
+        place, so that a crash mid-write never leaves a truncated model (checkpoints included)."""
+        path = os.fspath(filepath)
+        if not path.endswith(".keras") or "://" in path:
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        folder, base = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}.keras")
+        try:
+            super().save(tmp, overwrite=True, **kwargs)
+            if not overwrite and os.path.exists(path):
+                raise FileExistsError(f"{path} exists and `overwrite` is False.")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
+        """`keras.Model.compile` with XLA off by default.
+
+        `jit_compile=True` takes batches as `(images, group_ids)` pairs of one size
+        (`mlvae_tf.data.to_pairs(ds, pad_to=...)`): XLA then compiles the step once, and it runs
+        faster, more so with `steps_per_execution=10` (benchmarks/README.md). `fit` refuses
+        ragged batches under XLA, which would compile anew for every batch shape. With
+        `jit_compile="auto"` (XLA where Keras finds a GPU), ragged batches and models that XLA
+        cannot compile run without XLA instead.
+        """
+        refusal = self._xla_refusal()
+        if jit_compile is True and refusal:
+            raise ValueError(f"`jit_compile=True` {refusal}")
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        if jit_compile == "auto" and refusal:
+            self.jit_compile = False
+        self._auto_jit = self.jit_compile if jit_compile == "auto" else None  # XLA for pairs only
+
+    def make_train_function(self, force=False):
+        """Keras's train function; under `jit_compile=True` with `steps_per_execution` > 1, each
+        execution's steps run as one XLA program (`mlvae_tf.execution`) on batches of one shape."""
+        if self.train_function is None or force:
+            super().make_train_function(force=True)
+            self.train_function = self._fused(self.train_step, self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        """Keras's test function, its executions fused as `make_train_function`'s."""
+        if self.test_function is None or force:
+            super().make_test_function(force=True)
+            self.test_function = self._fused(self.test_step, self.test_function)
+        return self.test_function
+
+    def compile_from_config(self, config):
+        """Restores the compiled state (optimizer) saved in a `.keras` file."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, *args, shuffle=False, **kwargs):
+        """`keras.Model.fit` on a `tf.data.Dataset` of batches of whole groups.
+
+        Arrays are refused: Keras would cut them into batches that split groups. Use
+        `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
+        """
+        datasets = (("x", x), ("validation_data", kwargs.get("validation_data")))
+        self._check_batches(datasets)
+        return super().fit(x, *args, shuffle=shuffle, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
+            self._check_batches([("x", x)])
+        return super().evaluate(x, *args, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compute_elbo_terms(self, images, group_ids, num_groups, training=False, noise=None, num_segments=None):
+        """The model's loss terms on flat observations: a dict of the scalars in `TERMS`."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        images, group_ids, num_groups, segments = self._unpack(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_elbo_terms(images, group_ids, num_groups, training=True, num_segments=segments)
+            loss = self.optimizer.scale_loss(terms["loss"] + sum(self.losses))
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_trackers(terms, num_groups)
+
+    def test_step(self, data):
+        images, group_ids, num_groups, segments = self._unpack(data)
+        terms = self.compute_elbo_terms(images, group_ids, num_groups, training=False, num_segments=segments)
+        return self._update_trackers(terms, num_groups)
+
+    def predict_step(self, data):
+        return self._encode(self._unpack(data)[0])  # the per-observation posteriors, as `encode`
+
+    # Helpers.
+
+    def _xla_refusal(self):
+        """Why XLA cannot compile this model's step ("needs ..."), or None."""
+        return None
+
+    def _fused(self, step_function, keras_function):
+        """`keras_function`, or under XLA with several steps per execution, the fused executions."""
+        if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
+            return execution.fused_function(self, step_function, fallback=keras_function)
+        return keras_function
+
+    def _observed(self, rows, observed):
+        """`observed` (bool `[N]`), or every one of `rows` observed when it is None."""
+        return tf.ones(tf.shape(rows)[:1], tf.bool) if observed is None else tf.convert_to_tensor(observed)
+
+    def _unpack(self, data):
+        """A batch of groups -> `(images [N, *input_shape], group_ids int32 [N], num_groups, num_segments)`.
+
+        For pairs, `num_segments` is the batch size, never a value of the data: XLA needs the
+        segment count at compile time and would otherwise compile anew for every batch."""
+        if isinstance(data, tf.RaggedTensor):
+            if data.ragged_rank != 1:
+                raise ValueError(
+                    "A batch of groups must be a RaggedTensor [groups, (observations), *input_shape] with one "
+                    f"ragged dimension, got ragged_rank {data.ragged_rank}."
+                )
+            num_groups = tf.cast(data.nrows(), tf.int32)
+            return data.flat_values, tf.cast(data.value_rowids(), tf.int32), num_groups, num_groups
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            images, group_ids = data
+            group_ids = tf.cast(group_ids, tf.int32)
+            size = tf.shape(group_ids)[0]
+            check = tf.debugging.Assert(  # not under XLA, which compiles assertions away
+                tf.reduce_all((group_ids >= -1) & (group_ids < size)),
+                ["A pair batch (images, group_ids) needs group ids in [0, batch size), or -1 for padding: the "
+                 "ids of the batch's groups, not labels. Build batches with mlvae_tf.data.grouped_dataset (and "
+                 "to_pairs)."])
+            with tf.control_dependencies([check]):
+                group_ids = tf.identity(group_ids)
+            return images, group_ids, tf.reduce_max(group_ids) + 1, size
+        raise ValueError(
+            "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
+            f"(images, group_ids); got {type(data).__name__}."
+        )
+
+    def _check_batches(self, datasets):
+        """Checks `(name, value)` pairs of what `fit` or `evaluate` got.
+
+        Refuses arrays (Keras would split groups) and, under `jit_compile=True`, ragged batches:
+        XLA compiles the step for every batch shape, and batches of whole groups vary (about 15x
+        slower on the digits, `python -m benchmarks.ragged_xla`). Under `jit_compile="auto"`,
+        XLA is on for pairs where Keras found it and off for ragged batches.
+        """
+        ragged = []
+        for name, batches in datasets:
+            if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
+                raise ValueError(
+                    f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
+                    "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
+                )
+            if isinstance(batches, tf.data.Dataset) and isinstance(batches.element_spec, tf.RaggedTensorSpec):
+                ragged.append(name)
+        if not self.compiled:
+            return
+        if getattr(self, "_auto_jit", None) is not None:
+            jit_compile = self._auto_jit and not ragged
+            if jit_compile != self.jit_compile:
+                self.jit_compile = jit_compile
+                self.train_function = self.test_function = None  # rebuilt with the new setting
+        elif ragged and self.jit_compile:
+            raise ValueError(
+                f"`{ragged[0]}` holds ragged batches, but the model was compiled with `jit_compile=True`: XLA "
+                "would compile the step anew for every batch shape. Feed `(images, group_ids)` pairs of one "
+                "size, `mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, groups_per_batch, "
+                "max_group_size))`, or compile with `jit_compile=False`."
+            )
+
+    def _update_trackers(self, terms, num_groups):
+        weight = tf.cast(num_groups, tf.float32)  # epoch averages are per group
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name], sample_weight=weight)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
