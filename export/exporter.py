@@ -105,6 +105,9 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
         if not os.path.isfile(path):
             raise ExportError(f"`model`: no such file {path!r}; give the path of a saved .keras model.")
         model = keras.models.load_model(path)
+    if not getattr(model, "AMORTISED", True):
+        raise ExportError(f"`model`: a {type(model).__name__} has no encoder to export: its posteriors are "
+                          "optimised for each new image (test-time inference), not computed by a network.")
     root = os.path.join(os.fspath(out), name)
     targets = {part: os.path.join(root, part, str(version)) for part in ("encoder", "decoder")}
     if "savedmodel" in formats and not overwrite:
@@ -140,7 +143,8 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
         "style_dim": model.style_dim,
         "likelihood": model.likelihood,
         "architecture": model.architecture,
-        "aggregation": model.aggregation,
+        "model": type(model).__name__,
+        "aggregation": getattr(model, "aggregation", "product"),  # of the group encoder
         "inputs": signatures.CONTRACT,
         "onnx_opset": onnx_export.OPSET,
         "packages": _versions(),

@@ -18,6 +18,7 @@ __all__ = [
     "group_posterior",
     "reparameterize",
     "kl_standard_normal",
+    "symmetrised_kl",
     "mixture_kl_standard_normal",
     "likelihood",
 ]
@@ -54,6 +55,12 @@ def reparameterize(mean, log_var, noise):
 def kl_standard_normal(mean, log_var):
     """Closed-form `KL(N(mean, exp(log_var)) || N(0, I))` summed over the last axis. `[...]`."""
     return tfd.kl_divergence(normal(mean, log_var), standard_normal(mean.shape[-1], mean.dtype))
+
+
+def symmetrised_kl(mean_a, log_var_a, mean_b, log_var_b):
+    """`(KL(a || b) + KL(b || a)) / 2` of two diagonal Normals, summed over the last axis. `[...]`"""
+    a, b = normal(mean_a, log_var_a), normal(mean_b, log_var_b)
+    return 0.5 * (tfd.kl_divergence(a, b) + tfd.kl_divergence(b, a))
 
 
 def mixture_kl_standard_normal(samples, mean, log_var, group_ids, num_groups):

@@ -20,6 +20,7 @@ __all__ = [
     "mixture_of_normals_moments",
     "sample_mixture_components",
     "mixture_log_prob",
+    "consecutive_pairs",
 ]
 
 # Per-observation log-variances are clamped to this range before any exp(): precisions stay
@@ -148,3 +149,28 @@ def mixture_log_prob(samples, mean, log_var, group_ids, num_groups):
     total = tf.math.unsorted_segment_sum(tf.exp(log_normal - tf.gather(peak, sample_index)), sample_index, num_samples)
     size = tf.cast(tf.gather(sizes, group_ids), samples.dtype)
     return peak + tf.math.log(total) - tf.math.log(size)
+
+
+def consecutive_pairs(group_ids, num_groups):
+    """Disjoint pairs of consecutive members within each group: its 1st and 2nd observations (in
+    batch order), its 3rd and 4th, ...; a group's last member is left out when its size is odd
+    (supplement section 8, eq. 18). Static shapes (one row per observation), so XLA compiles it.
+
+    Args:
+        group_ids: int `[N]` in `[0, num_groups)`, or -1 for a padding row (in no pair).
+        num_groups: scalar int.
+
+    Returns:
+        `(first, second, is_pair, pair_group)`, each `[N]`: where `is_pair[k]`, rows `first[k]`
+        and `second[k]` of the batch form a pair of group `pair_group[k]`.
+    """
+    group_ids = tf.cast(group_ids, tf.int32)
+    n = tf.shape(group_ids)[0]
+    key = tf.where(group_ids >= 0, group_ids, num_groups)  # [N], padding rows sorted last
+    order = tf.argsort(key, stable=True)  # [N]
+    sorted_key = tf.gather(key, order)
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(key), key, num_groups + 1)  # [G + 1]
+    position = tf.range(n) - tf.gather(tf.cumsum(sizes, exclusive=True), sorted_key)  # within its group
+    is_pair = (position % 2 == 0) & (position + 1 < tf.gather(sizes, sorted_key)) & (sorted_key < num_groups)
+    second = tf.gather(order, tf.minimum(tf.range(n) + 1, n - 1))
+    return order, second, is_pair, tf.minimum(sorted_key, num_groups - 1)

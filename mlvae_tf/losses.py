@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-__all__ = ["average_group_elbo"]
+__all__ = ["average_group_elbo", "pair_penalty"]
 
 
 def average_group_elbo(log_likelihood, kl_style, kl_content, num_groups, kl_style_weight=1.0, kl_content_weight=1.0):
@@ -33,3 +33,28 @@ def average_group_elbo(log_likelihood, kl_style, kl_content, num_groups, kl_styl
         "kl_style": style,
         "kl_content": content,
     }
+
+
+def pair_penalty(pair_kl, is_pair, pair_group, num_observations, num_groups, num_segments=None):
+    """The regularised VAE's penalty (supplement section 8, eq. 18) on the ELBO's per-group scale.
+
+    Eq. 18 averages the ELBO over observations and subtracts
+    lambda * (1/|G_b|) sum_g mean_{pairs of g} symKL; multiplied by |N|/|G_b| (observations per
+    group of the batch) so that it adds to `average_group_elbo`'s per-group terms, it is
+    (|N| / |G_b|^2) sum_g mean_{pairs of g} symKL. A group of one has no pair and adds 0.
+
+    Args:
+        pair_kl: `[P]` symmetrised KL of each candidate pair; is_pair: bool `[P]`, the real ones.
+        pair_group: int `[P]` the group of each pair.
+        num_observations, num_groups: scalars, the batch's observed rows and groups.
+        num_segments: rows of the per-group sums (`num_groups` when omitted; static under XLA).
+
+    Returns:
+        scalar, to be weighted by lambda.
+    """
+    segments = num_groups if num_segments is None else num_segments
+    weight = tf.cast(is_pair, pair_kl.dtype)
+    totals = tf.math.unsorted_segment_sum(pair_kl * weight, pair_group, segments)  # [segments]
+    counts = tf.math.unsorted_segment_sum(weight, pair_group, segments)
+    num_groups = tf.cast(num_groups, pair_kl.dtype)
+    return tf.cast(num_observations, pair_kl.dtype) / num_groups**2 * tf.reduce_sum(tf.math.divide_no_nan(totals, counts))

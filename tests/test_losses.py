@@ -22,7 +22,7 @@ def _numpy_group_elbo_loss(model, x, group_ids, noise):
     elbos = []
     for g in range(group_ids.max() + 1):
         idx = np.flatnonzero(group_ids == g)
-        if model.aggregation == "product":
+        if getattr(model, "aggregation", "product") == "product":  # the VAE: groups of one
             precision = np.exp(-c_lv[idx]).sum(0)
             g_mean, g_var = (c_mean[idx] * np.exp(-c_lv[idx])).sum(0) / precision, 1.0 / precision
             content = g_mean + np.sqrt(g_var) * noise["content"][idx]

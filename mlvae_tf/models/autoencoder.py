@@ -95,6 +95,36 @@ class Autoencoder(GroupedModel):
         """
         return self._encode(validation.check_images(images, self.input_shape))
 
+    def encode_groups(self, images, group_ids, num_groups=None):
+        """Group posteriors q(c_g | X_g) (accumulated evidence) and per-observation styles.
+
+        Args:
+            images: float `[N, *input_shape]`.
+            group_ids: int `[N]` in `[0, num_groups)`, every group with at least one image.
+            num_groups: number of groups `G`; `max(group_ids) + 1` when omitted.
+
+        Returns:
+            dict: `content_mean`, `content_log_var` `[G, content_dim]` (`_aggregate`: the product of
+            Normals of each group, or for the ML-VAE's mixture the moment-matched Normal);
+            `style_mean`, `style_log_var` `[N, style_dim]`.
+        """
+        images = validation.check_images(images, self.input_shape)
+        group_ids, num_groups = validation.check_group_ids(group_ids, images.shape[0], num_groups)
+        encoded = self._encode(images)
+        content_mean, content_log_var = self._aggregate(
+            encoded["content_mean"], encoded["content_log_var"], group_ids, num_groups
+        )
+        return {
+            "content_mean": content_mean,
+            "content_log_var": content_log_var,
+            "style_mean": encoded["style_mean"],
+            "style_log_var": encoded["style_log_var"],
+        }
+
+    def _aggregate(self, mean, log_var, group_ids, num_groups):
+        """A group's content posterior from its members': the product of Normals (eq. 7)."""
+        return grouping.product_of_normals(mean, log_var, group_ids, num_groups)
+
     def decode(self, content, style):
         """Mean of p(x | c, s).
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from mlvae_tf import distributions, grouping, validation
+from mlvae_tf import distributions, grouping
 from mlvae_tf.models.autoencoder import Autoencoder
 
 __all__ = ["MLVAE", "TERMS"]
@@ -54,34 +54,11 @@ class MLVAE(Autoencoder):
     def get_config(self):
         return {**super().get_config(), "aggregation": self.aggregation}
 
-    def encode_groups(self, images, group_ids, num_groups=None):
-        """Group posteriors q(c_g | X_g) (accumulated evidence) and per-observation styles.
-
-        Args:
-            images: float `[N, *input_shape]`.
-            group_ids: int `[N]` in `[0, num_groups)`, every group with at least one image.
-            num_groups: number of groups `G`; `max(group_ids) + 1` when omitted.
-
-        Returns:
-            dict: `content_mean`, `content_log_var` `[G, content_dim]` (the product of Normals of
-            each group, or for `aggregation="mixture"` the moment-matched Normal of the mixture);
-            `style_mean`, `style_log_var` `[N, style_dim]`.
-        """
-        images = validation.check_images(images, self.input_shape)
-        group_ids, num_groups = validation.check_group_ids(group_ids, images.shape[0], num_groups)
-        encoded = self._encode(images)
-        aggregate = (
-            grouping.product_of_normals if self.aggregation == "product" else grouping.mixture_of_normals_moments
-        )
-        content_mean, content_log_var = aggregate(
-            encoded["content_mean"], encoded["content_log_var"], group_ids, num_groups
-        )
-        return {
-            "content_mean": content_mean,
-            "content_log_var": content_log_var,
-            "style_mean": encoded["style_mean"],
-            "style_log_var": encoded["style_log_var"],
-        }
+    def _aggregate(self, mean, log_var, group_ids, num_groups):
+        """The group's content posterior: the product of Normals, or the mixture's moments."""
+        if self.aggregation == "mixture":
+            return grouping.mixture_of_normals_moments(mean, log_var, group_ids, num_groups)
+        return grouping.product_of_normals(mean, log_var, group_ids, num_groups)
 
     # Training.
 
@@ -149,31 +126,3 @@ class MLVAE(Autoencoder):
         if self.aggregation == "mixture":
             return "needs aggregation='product': the mixture's KL uses ragged ops that XLA cannot compile."
         return None
-    def _encode(self, images, training=False, observed=None):
-        images = tf.convert_to_tensor(images)
-        observed = self._observed(images, observed)
-        encoded = self.encoder({"images": images, "observed": observed}, training=training)
-        encoded = {name: tf.cast(value, tf.float32) for name, value in encoded.items()}
-        for name in ("style_log_var", "content_log_var"):
-            encoded[name] = grouping.clamp_log_var(encoded[name])
-        return encoded
-
-    def _decode(self, content, style, training=False, observed=None):
-        content, style = tf.convert_to_tensor(content), tf.convert_to_tensor(style)
-        observed = self._observed(content, observed)
-        return self.decoder({"content": content, "style": style, "observed": observed}, training=training)
-
-    def _draw_noise(self, num_observations):
-        """Standard noise for one step, from the seed generator's next seed. Philox is named
-        explicitly: under XLA on the CPU, the auto-selected algorithm's key derivation makes each
-        draw about ten times slower (benchmarks/README.md)."""
-        seed = tf.cast(self.seed_generator.next(), tf.int32)
-        both = tf.random.stateless_normal(
-            (num_observations, self.content_dim + self.style_dim), seed, alg="philox"
-        )
-        noise = {"content": both[:, : self.content_dim], "style": both[:, self.content_dim :]}
-        if self.aggregation == "mixture":
-            seed = tf.random.experimental.stateless_fold_in(seed, 1)
-            noise["component"] = tf.random.stateless_uniform((num_observations,), seed, alg="philox")
-        return noise
-
