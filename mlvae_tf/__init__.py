@@ -25,8 +25,8 @@ def _xla_flags(flags):
 os.environ["XLA_FLAGS"] = _xla_flags(os.environ.get("XLA_FLAGS"))
 
 from mlvae_tf import data, distributions, evaluation, grouping, losses, networks  # noqa: E402
-from mlvae_tf.models import MLVAE, VAE, RegularisedVAE  # noqa: E402
+from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["MLVAE", "VAE", "RegularisedVAE", "data", "distributions", "evaluation", "grouping", "losses", "networks", "__version__"]
+__all__ = ["MLVAE", "VAE", "RegularisedVAE", "SVI", "data", "distributions", "evaluation", "grouping", "losses", "networks", "__version__"]

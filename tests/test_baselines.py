@@ -119,3 +119,84 @@ def test_baselines_train_on_ragged_batches_and_on_the_xla_pair_path_alike(cls):
         np.testing.assert_allclose(value.numpy(), expected[name].numpy(), rtol=1e-5, err_msg=name)
     history = model.fit(ragged, epochs=2, verbose=0).history
     assert set(history) == set(cls.TERMS) and np.all(np.isfinite(history["loss"]))
+
+
+def _svi(x, labels, **kwargs):
+    return mlvae_tf.SVI.for_data(x, labels, **dict(TINY, inference_steps=40, **kwargs))
+
+
+def test_svi_training_loss_is_the_numpy_group_elbo_of_its_tables():
+    rng = np.random.default_rng(4)
+    x, labels = random_images(9, seed=4), np.array(["a", "b", "a", "c", "b", "a", "c", "c", "c"])
+    model = _svi(x, labels)
+    for weight in (model.content_mean, model.style_mean):  # away from the initial values
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32))
+    batch = [5, 0, 8, 3, 6]  # two batch groups: "a" (rows 5, 0) and a chunk of "c" (rows 8, 3, 6)
+    group_ids = np.array([0, 0, 1, 1, 1], np.int32)
+    noise = {"content": rng.normal(size=(5, CONTENT_DIM)).astype(np.float32),
+             "style": rng.normal(size=(5, STYLE_DIM)).astype(np.float32)}
+    terms = model.compute_elbo_terms(tf.constant(x[batch]), tf.constant(group_ids), 2, training=True, noise=noise)
+    tables = {w.name: w.numpy().astype(np.float64) for w in (model.content_mean, model.content_log_var,
+                                                              model.style_mean, model.style_log_var)}
+    d0, d1 = model.decoder.get_layer("d0").get_weights(), model.decoder.get_layer("d1").get_weights()
+    content_row = {0: 0, 1: 2}  # group_index sorts the labels: a -> 0, b -> 1, c -> 2
+    elbos = []
+    for g in (0, 1):
+        members = np.flatnonzero(group_ids == g)
+        m, lv = tables["content_mean"][content_row[g]], tables["content_log_var"][content_row[g]]
+        content = m + np.exp(0.5 * lv) * noise["content"][members]
+        rows = np.array(batch)[members]
+        s_m, s_lv = tables["style_mean"][rows], tables["style_log_var"][rows]
+        style = s_m + np.exp(0.5 * s_lv) * noise["style"][members]
+        logits = np.tanh(np.concatenate([content, style], 1) @ d0[0] + d0[1]) @ d1[0] + d1[1]
+        target = x[rows].reshape(len(rows), -1)
+        log_lik = np.sum(target * logits - np.logaddexp(0.0, logits))
+        kl_style = 0.5 * np.sum(np.exp(s_lv) + s_m**2 - 1.0 - s_lv)
+        kl_content = 0.5 * np.sum(np.exp(lv) + m**2 - 1.0 - lv)
+        elbos.append(log_lik - kl_style - kl_content)
+    np.testing.assert_allclose(terms["loss"].numpy(), -np.mean(elbos), rtol=1e-5)
+
+
+def test_svi_test_time_inference_lowers_its_objective_and_is_what_encode_groups_gives():
+    x, labels = random_images(12, seed=5), np.repeat(np.arange(4), 3)
+    model = _svi(x, labels)
+    unseen, ids = random_images(6, seed=6), np.array([0, 0, 1, 1, 2, 2], np.int32)
+    noise = model._draw_noise(6)
+    objective = [float(model._terms_of(tf.constant(unseen), tf.constant(ids), 3, model.infer(unseen, ids, 3, steps),
+                                       noise)["loss"]) for steps in (1, 10, 60)]
+    assert objective[0] > objective[1] > objective[2], objective
+    encoded = model.encode_groups(unseen, ids)
+    assert encoded["content_mean"].shape == (3, CONTENT_DIM) and encoded["style_mean"].shape == (6, STYLE_DIM)
+    assert model.encode(unseen)["content_mean"].shape == (6, CONTENT_DIM)  # each image its own group
+
+
+def test_svi_refuses_unindexed_training_images_duplicates_xla_and_export(tmp_path):
+    from export import ExportError, export_model
+
+    x, labels = random_images(6, seed=7), np.array([0, 0, 1, 1, 2, 2])
+    model = _svi(x, labels)
+    other = tf.RaggedTensor.from_row_lengths(random_images(4, seed=8), [2, 2])
+    model.compile(optimizer="adam")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"SVI trains on the images it was indexed with"):
+        model.train_step(other)
+    with pytest.raises(ValueError, match="identical images"):
+        mlvae_tf.SVI.for_data(np.concatenate([x, x[:1]]), np.append(labels, 0), **TINY)
+    with pytest.raises(ValueError, match="`jit_compile=True` is not available to SVI"):
+        model.compile(jit_compile=True)
+    with pytest.raises(ExportError, match="SVI has no encoder to export"):
+        export_model(model, tmp_path, "svi")
+
+
+def test_svi_round_trips_its_tables_through_a_keras_file(tmp_path):
+    x, labels = random_images(6, seed=9), np.array([0, 0, 1, 1, 2, 2])
+    model = _svi(x, labels, seed=3)
+    model.compile(optimizer="adam")
+    model.fit(mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=2, seed=0), epochs=2, verbose=0)
+    model.save(tmp_path / "svi.keras")
+    loaded = keras.models.load_model(tmp_path / "svi.keras")
+    assert loaded.get_config() == model.get_config()
+    noise = model._draw_noise(6)
+    batch = (tf.constant(x[::-1].copy()), tf.constant([0, 0, 1, 1, 2, 2]))
+    expected = model.compute_elbo_terms(*batch, 3, training=True, noise=noise)
+    got = loaded.compute_elbo_terms(*batch, 3, training=True, noise=noise)
+    np.testing.assert_allclose(got["loss"].numpy(), expected["loss"].numpy(), rtol=1e-6)
