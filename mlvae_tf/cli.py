@@ -4,6 +4,7 @@ mlvae train --config configs/digits.yaml [--set model.content_dim=16 ...] [--run
 mlvae evaluate --model M.keras [--data digits] [--out reports/digits] ...
 mlvae export --model M.keras --name digits [--out savedmodels] ...
 mlvae info --model M.keras
+mlvae compare --data digits [--out reports/compare] [--epochs N] [--models a.keras,b.keras]
 """
 
 import argparse
@@ -91,11 +92,17 @@ def main(argv=None):
         commands.add_parser(name, help=text, add_help=False)
     info = commands.add_parser("info", help="print a saved model's config and latent sizes")
     info.add_argument("--model", required=True)
+    commands.add_parser("compare", help="the ML-VAE beside its baselines (VAE, regularised VAE, SVI), Figure 6c",
+                        add_help=False)
 
     if argv and argv[0] == "evaluate":
         from mlvae_tf.evaluate import main as evaluate
 
         return evaluate(argv[1:], prog="mlvae evaluate")
+    if argv and argv[0] == "compare":
+        from mlvae_tf.compare import main as compare
+
+        return compare(argv[1:], prog="mlvae compare")
     if argv and argv[0] == "export":
         from export.__main__ import main as export
 

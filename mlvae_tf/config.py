@@ -11,9 +11,10 @@ import yaml
 
 from mlvae_tf import distributions, networks
 
-__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "load_config", "validate", "apply_overrides"]
+__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides"]
 
 DATASETS = ("digits", "fashion_mnist", "mnist", "grouped_shapes")
+MODELS = ("mlvae", "vae", "regularised_vae", "svi")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,7 @@ SCHEMA = {
         "data_dir": _optional_string,  # TFDS's data_dir (mnist, grouped_shapes); null: TFDS's default
     },
     "model": {
+        "kind": _choice(*MODELS),  # the paper's ML-VAE, or one of its baselines (mlvae_tf.models)
         "content_dim": _positive_int,
         "style_dim": _positive_int,
         "architecture": _choice(*networks.ARCHITECTURES),
@@ -81,6 +83,8 @@ SCHEMA = {
         "observation_scale": _positive_float,
         "kl_style_weight": _non_negative_float,
         "kl_content_weight": _non_negative_float,
+        "penalty_weight": _non_negative_float,  # regularised_vae: lambda of eq. 18
+        "inference_steps": _positive_int,  # svi: Adam steps of test-time inference
     },
     "train": {
         "epochs": _positive_int,
@@ -105,9 +109,9 @@ DEFAULTS = {
     "data": {"name": "digits", "group_key": "label", "groups_per_batch": 8, "max_group_size": 10, "seed": 0,
              "data_dir": None},
     # style_dim 3 (not the paper's 10): on the digits a larger style keeps the class (README, "Style leakage").
-    "model": {"content_dim": 10, "style_dim": 3, "architecture": "mlp", "likelihood": "bernoulli",
+    "model": {"kind": "mlvae", "content_dim": 10, "style_dim": 3, "architecture": "mlp", "likelihood": "bernoulli",
               "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,
-              "kl_content_weight": 1.0},
+              "kl_content_weight": 1.0, "penalty_weight": 1.0, "inference_steps": 100},
     # steps_per_execution: steps per call into TensorFlow (callbacks see every 10th batch); the same
     # training, faster. jit_compile: XLA on padded (images, group_ids) pairs; it pays for the
     # paper's MNIST-size model, not for the 8x8 digits (benchmarks/README.md).

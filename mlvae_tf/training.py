@@ -22,9 +22,9 @@ import yaml
 
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import swap_grid
-from mlvae_tf.models import MLVAE
+from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
-__all__ = ["train", "build", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
+__all__ = ["train", "build", "make_model", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):
@@ -128,6 +128,24 @@ def _run_dir(runs_dir, config, fresh=False):
     return run_dir, backup, False
 
 
+_SHARED = ("content_dim", "style_dim", "architecture", "likelihood", "hidden_units", "observation_scale",
+           "kl_style_weight", "kl_content_weight")
+_OWN = {"mlvae": ("aggregation",), "vae": (), "regularised_vae": ("penalty_weight",), "svi": ("inference_steps",)}
+
+
+def make_model(settings, train, seed=None):
+    """The model that a config's `model` section describes (`kind`: "mlvae", "vae",
+    "regularised_vae" or "svi"), for images like `train[0]`; keys of other kinds are not used.
+    An SVI's tables are sized for and indexed with the training split `train` (`(images, labels)`)."""
+    kind = settings.get("kind", "mlvae")
+    arguments = {key: settings[key] for key in _SHARED + _OWN[kind] if key in settings}
+    images, labels = train
+    if kind == "svi":
+        return SVI.for_data(images, labels, input_shape=images.shape[1:], seed=seed, **arguments)
+    cls = {"mlvae": MLVAE, "vae": VAE, "regularised_vae": RegularisedVAE}[kind]
+    return cls(input_shape=images.shape[1:], seed=seed, **arguments)
+
+
 def build(config, splits, epoch=None):
     """The compiled model and the train / validation pipelines that `config` describes.
 
@@ -147,7 +165,7 @@ def build(config, splits, epoch=None):
     if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
         train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
                             for ds, part in ((train_ds, "train"), (val_ds, "val")))
-    model = MLVAE(input_shape=splits["train"][0].shape[1:], seed=settings["seed"], **config["model"])
+    model = make_model(config["model"], splits["train"], seed=settings["seed"])
     optimizer = keras.optimizers.Adam(settings["learning_rate"], epsilon=1e-8)  # the paper's Adam (supplement 2)
     model.compile(optimizer=optimizer, jit_compile=settings["jit_compile"],
                   steps_per_execution=settings["steps_per_execution"])

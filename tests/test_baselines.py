@@ -200,3 +200,33 @@ def test_svi_round_trips_its_tables_through_a_keras_file(tmp_path):
     expected = model.compute_elbo_terms(*batch, 3, training=True, noise=noise)
     got = loaded.compute_elbo_terms(*batch, 3, training=True, noise=noise)
     np.testing.assert_allclose(got["loss"].numpy(), expected["loss"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_compare_trains_every_model_and_writes_the_table_figure_and_json(tmp_path, capsys):
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "compare"
+    status, stdout, err = run_cli(capsys, "compare", "--data", "digits", "--epochs", 1, "--trials", 1, "--out", out,
+                                  "--set", "model.hidden_units=16", "--set", "model.inference_steps=5")
+    assert status == 0, err[-2000:]
+    report = json.loads((out / "compare.json").read_text())["results"]
+    assert list(report) == ["ML-VAE", "ML-VAE, mixture", "VAE", "Regularised VAE", "SVI"]
+    for name, result in report.items():
+        assert result["training"]["epochs"] == 1 and (out / "models").exists(), name
+        assert 0.0 <= result["protocol"]["content_accuracy"]["1"]["mean"] <= 1.0
+    assert report["SVI"]["inference"]["steps"] == 5 and "whole_latent" in report["VAE"]
+    assert len(report["Regularised VAE"]["content_kl_per_dimension"]) == 10
+    table = (out / "compare.md").read_text().splitlines()
+    assert len(table) == 2 + 6  # header, rule, five models and the VAE's whole latent
+    row = next(line for line in table if line.startswith("| SVI |"))
+    assert f"{report['SVI']['protocol']['content_accuracy']['1']['mean']:.3f}" in row and "5 Adam steps" in row
+    for name in ("figure6c.png", "training.png", "svi_swap_grid.png"):
+        assert (out / name).stat().st_size > 0
+    # Saved models compared as given, without training.
+    models = ",".join(str(out / "models" / f) for f in ("mlvae.keras", "vae.keras"))
+    status, _, err = run_cli(capsys, "compare", "--models", models, "--trials", 1, "--out", tmp_path / "given")
+    given = json.loads((tmp_path / "given" / "compare.json").read_text())["results"]
+    assert status == 0 and list(given) == ["ML-VAE", "VAE"] and "training" not in given["VAE"], err[-2000:]

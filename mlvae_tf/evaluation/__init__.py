@@ -9,8 +9,9 @@ from mlvae_tf.evaluation.protocol import (
     compute_protocol,
     conditional_entropy_bits,
     largest_K,
+    whole_latent,
 )
 
 __all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile", "compute_leakage",
            "linear_probe_accuracy", "compute_protocol", "conditional_entropy_bits", "accumulated_features", "check_disjoint", "largest_K",
-           "FEATURES"]
+           "FEATURES", "whole_latent"]

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 __all__ = ["FEATURES", "conditional_entropy_bits", "accumulated_features", "compute_protocol", "largest_K",
-           "check_disjoint"]
+           "check_disjoint", "whole_latent"]
 
 PARTS = ("content", "style")
 FEATURES = ("sample", "mean")
@@ -235,3 +235,25 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
         "max_epochs": max_epochs, "patience": patience, "classifier_epochs_median": float(np.median(epochs)),
     }
     return result
+
+
+def whole_latent(model):
+    """The representation of the whole latent `(content, style)` accumulated over each group with
+    the product of Normals: what the paper does with the i.i.d. VAE's latent (Figure 6c). Its
+    "content" is the accumulated whole latent, its "style" each image's own whole latent.
+
+    Returns:
+        a `represent` function (module docstring).
+    """
+    from mlvae_tf import grouping
+
+    def represent(images, group_ids):
+        encoded = model.encode(images)
+        mean = np.concatenate([np.asarray(encoded["content_mean"]), np.asarray(encoded["style_mean"])], 1)
+        log_var = np.concatenate([np.asarray(encoded["content_log_var"]), np.asarray(encoded["style_log_var"])], 1)
+        group_mean, group_log_var = grouping.product_of_normals(mean, log_var, np.asarray(group_ids, np.int32),
+                                                                int(np.max(group_ids)) + 1)
+        return {"content_mean": np.asarray(group_mean), "content_log_var": np.asarray(group_log_var),
+                "style_mean": mean, "style_log_var": log_var}
+
+    return represent

@@ -132,14 +132,19 @@ class SVI(Autoencoder):
             `style_log_var` `[N, style_dim]`.
         """
         steps = self.inference_steps if steps is None else validation.check_positive_int(steps, "steps")
-        return self._infer(tf.convert_to_tensor(images), tf.cast(group_ids, tf.int32), num_groups, steps)
+        return self._infer(images, group_ids, num_groups, steps)
 
     def _encode(self, images, training=False, observed=None):
         n = tf.shape(images)[0]
         return self._infer(images, tf.range(n, dtype=tf.int32), n, self.inference_steps)
 
-    @tf.function(reduce_retracing=True)
     def _infer(self, images, group_ids, num_groups, steps):
+        """`infer` as one TensorFlow graph, traced once for any sizes and number of steps."""
+        as_int = lambda value: tf.cast(value, tf.int32)  # noqa: E731  (tensors: no retracing per value)
+        return self._infer_graph(tf.convert_to_tensor(images), as_int(group_ids), as_int(num_groups), as_int(steps))
+
+    @tf.function(reduce_retracing=True)
+    def _infer_graph(self, images, group_ids, num_groups, steps):
         n = tf.shape(images)[0]
         params = [tf.zeros([num_groups, self.content_dim]), tf.fill([num_groups, self.content_dim], _INITIAL_LOG_VAR),
                   tf.zeros([n, self.style_dim]), tf.fill([n, self.style_dim], _INITIAL_LOG_VAR)]
