@@ -128,7 +128,7 @@ def compare(config, out, models=None, trials=None, progress=print):
 
     from mlvae_tf.config import apply_overrides
     from mlvae_tf.data import load_splits
-    from mlvae_tf.evaluate import _save_image
+    from mlvae_tf.evaluate import _swap_labels, save_tiles
     from mlvae_tf.evaluation import check_disjoint, compute_protocol, swap_grid, whole_latent
     from mlvae_tf.training import build
 
@@ -167,7 +167,9 @@ def compare(config, out, models=None, trials=None, progress=print):
                                    "ms_per_image": 1000 * (time.time() - start) / len(images)}
             labels = splits["test"][1]
             chosen = [np.flatnonzero(labels == c)[0] for c in np.unique(labels)[:8]]
-            _save_image(swap_grid(model, splits["test"][0][chosen])[0], os.path.join(out, "svi_swap_grid.png"))
+            labels = _swap_labels(len(chosen))
+            labels["title"] = "SVI (supplement, Figure 5): " + labels["title"]
+            save_tiles(swap_grid(model, splits["test"][0][chosen])[1], os.path.join(out, "svi_swap_grid.png"), **labels)
         if type(model).__name__ in ("VAE", "RegularisedVAE"):
             result["content_kl_per_dimension"] = _content_kl_per_dimension(model, splits["test"][0]).tolist()
         results[name] = result

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-__all__ = ["evaluate", "main"]
+__all__ = ["evaluate", "main", "save_tiles"]
 
 
 def _pyplot():
@@ -46,9 +46,48 @@ def _plot(metrics, path):
     plt.close(fig)
 
 
-def _save_image(grid, path):
-    image = grid[..., 0] if grid.shape[-1] == 1 else grid
-    _pyplot().imsave(path, np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None)
+def save_tiles(tiles, path, title, rows=None, columns=None, gap=4):
+    """Saves a grid's tiles as a picture people can read: every tile upscaled (nearest
+    neighbour) to at least 64 pixels, white gaps between tiles, a title, and a label per row and
+    per column (None: no labels).
+
+    Args:
+        tiles: rows of `[H, W, C]` images in [0, 1] (None: a blank), as the grids return them.
+        path: the PNG to write.
+        title: what the picture shows and how to read it.
+        rows, columns: one label per row / column of tiles.
+    """
+    from mlvae_tf.evaluation import readable_scale, tile
+
+    plt = _pyplot()
+    scale = readable_scale(tiles)
+    image = np.clip(tile(tiles, scale, gap), 0.0, 1.0)
+    height, width = image.shape[:2]
+    cell_height, cell_width = (height + gap) / len(tiles), (width + gap) / len(tiles[0])
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_xticks([(j + 0.5) * cell_width - gap / 2 for j in range(len(tiles[0]))] if columns else [])
+    ax.set_xticklabels(columns or [], fontsize=8, rotation=30 if columns and len(tiles[0]) > 6 else 0)
+    ax.xaxis.tick_top()
+    ax.set_yticks([(i + 0.5) * cell_height - gap / 2 for i in range(len(tiles))] if rows else [])
+    ax.set_yticklabels(rows or [], fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=9, pad=24 if columns else 6, loc="left")
+    fig.savefig(path, dpi=100, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+
+
+def _swap_labels(n, evidence=0):
+    source = f"over 1 + {evidence} images" if evidence else "over the image alone"
+    return dict(title=f"Swapping (paper, Figure 4): tile (row i, column j) decodes image j's content ({source}) "
+                      "with image i's style.\nAlong a row the class follows the column; along a column the style "
+                      "stays the row's.",
+                rows=["content images", "reconstructions"] + [f"style of {i + 1}" for i in range(n)],
+                columns=["style images", "reconstr."] + [f"content of {j + 1}" for j in range(n)])
 
 
 def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, features="sample", seed=0, evidence=10,
@@ -91,13 +130,27 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == label)) for label in np.unique(labels)[:columns]]
     others = [rng.permutation(np.setdiff1d(np.flatnonzero(labels == labels[i]), [i]))[:evidence] for i in chosen]
-    _save_image(swap_grid(model, x[chosen])[0], os.path.join(out, "swap_grid.png"))
-    _save_image(swap_grid(model, x[chosen], [x[o] for o in others])[0], os.path.join(out, "swap_grid_evidence.png"))
-    _save_image(interpolation_grid(model, x[chosen[0]], x[chosen[1]], evidence=(x[others[0]], x[others[1]]))[0],
-                os.path.join(out, "interpolation.png"))
+    n = len(chosen)
+    save_tiles(swap_grid(model, x[chosen])[1], os.path.join(out, "swap_grid.png"), **_swap_labels(n))
+    save_tiles(swap_grid(model, x[chosen], [x[o] for o in others])[1], os.path.join(out, "swap_grid_evidence.png"),
+               **_swap_labels(n, min(len(o) for o in others)))
+    steps = 7
+    fractions = [f"{a:.2f}" for a in np.linspace(0.0, 1.0, steps)]
+    save_tiles(interpolation_grid(model, x[chosen[0]], x[chosen[1]], steps=steps,
+                                  evidence=(x[others[0]], x[others[1]]))[1],
+               os.path.join(out, "interpolation.png"),
+               "Interpolation (paper, Figure 5b): columns move the content from image 1's group to image 2's, "
+               "rows move the style from image 1's to image 2's",
+               rows=[f"style {a}" for a in fractions], columns=[f"content {a}" for a in fractions])
     group = x[np.concatenate([[chosen[0]], others[0]])]
-    _save_image(generation_grid(model, group, seed=seed)[0], os.path.join(out, "generation.png"))
-    _save_image(evidence_grid(model, group[:4])[0], os.path.join(out, "evidence.png"))
+    generated = generation_grid(model, group, seed=seed)[1]
+    save_tiles(generated, os.path.join(out, "generation.png"),
+               "Generation (paper, Figure 5a): the group's accumulated content with styles drawn from the prior",
+               rows=["the group's images", "prior styles"])
+    save_tiles(evidence_grid(model, group[:4])[1], os.path.join(out, "evidence.png"),
+               "Accumulating evidence (paper, Figure 6a): each image's reconstruction from its own content and "
+               "from the group's",
+               rows=[f"image {i + 1}" for i in range(4)], columns=["image", "content alone", "group's content"])
 
     judge = np.random.default_rng(seed).permutation(len(train[1]))[:5000]
     metrics["leakage"] = compute_leakage(model, (train[0][judge], train[1][judge]), test,

@@ -21,7 +21,7 @@ import tensorflow as tf
 import yaml
 
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
-from mlvae_tf.evaluation import swap_grid
+from mlvae_tf.evaluation import readable_scale, swap_grid, tile
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
 __all__ = ["train", "build", "make_model", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
@@ -75,7 +75,8 @@ class SwapGridSummary(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        grid = np.clip(swap_grid(self.model, self.images)[0], 0.0, 1.0)
+        tiles = swap_grid(self.model, self.images)[1]
+        grid = np.clip(tile(tiles, scale=readable_scale(tiles), gap=2), 0.0, 1.0)  # tiles of >= 64 pixels
         with tf.summary.create_file_writer(os.path.join(self.log_dir, "images")).as_default():
             tf.summary.image("swap_grid", grid[None], step=epoch + 1)
 

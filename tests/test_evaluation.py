@@ -289,3 +289,27 @@ def test_interpolation_generation_and_evidence_grids_match_the_model(trained, di
     np.testing.assert_allclose(tiles[1][1], model.decode(alone[1:2], style[1:2]).numpy()[0], atol=1e-5)
     together = model.encode_groups(group[:3], np.zeros(3, np.int32))["content_mean"].numpy()
     np.testing.assert_allclose(tiles[2][2], model.decode(together, style[2:3]).numpy()[0], atol=1e-5)
+
+
+def test_tiles_upscaled_with_gaps_are_the_tiles_pixel_for_pixel(tmp_path):
+    from mlvae_tf.evaluate import save_tiles
+    from mlvae_tf.evaluation import readable_scale, tile
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.uniform(size=(2, 3, 1)).astype(np.float32) for _ in range(3))
+    tiles = [[None, a], [b, c]]
+    grid = tile(tiles, scale=3, gap=2)
+    assert grid.shape == (2 * 6 + 2, 2 * 9 + 2, 1)
+    np.testing.assert_array_equal(grid[:6, :9], 1.0)  # the blank
+    np.testing.assert_array_equal(grid[6:8], 1.0)  # the gap between the rows
+    np.testing.assert_array_equal(grid[:, 9:11], 1.0)  # and between the columns
+    np.testing.assert_array_equal(grid[:6, 11:], np.kron(a[..., 0], np.ones((3, 3)))[..., None])
+    np.testing.assert_array_equal(grid[8:, :9], np.kron(b[..., 0], np.ones((3, 3)))[..., None])
+    np.testing.assert_array_equal(tile(tiles), np.concatenate([np.concatenate([np.ones_like(a), a], 1),
+                                                               np.concatenate([b, c], 1)], 0))
+    assert readable_scale(tiles) == 32 and readable_scale([[np.zeros((64, 80, 3))]]) == 1
+    import matplotlib.image
+
+    save_tiles(tiles, tmp_path / "t.png", "a title", rows=["r1", "r2"], columns=["c1", "c2"])
+    picture = matplotlib.image.imread(tmp_path / "t.png")
+    assert picture.shape[0] >= 2 * 64 and picture.shape[1] >= 2 * 96  # tiles of at least 64 pixels, labels around

@@ -1,6 +1,13 @@
 """Evaluation: the paper's quantitative protocol and its qualitative grids."""
 
-from mlvae_tf.evaluation.grids import evidence_grid, generation_grid, interpolation_grid, swap_grid, tile
+from mlvae_tf.evaluation.grids import (
+    evidence_grid,
+    generation_grid,
+    interpolation_grid,
+    readable_scale,
+    swap_grid,
+    tile,
+)
 from mlvae_tf.evaluation.leakage import compute_leakage, linear_probe_accuracy
 from mlvae_tf.evaluation.protocol import (
     FEATURES,
@@ -12,6 +19,6 @@ from mlvae_tf.evaluation.protocol import (
     whole_latent,
 )
 
-__all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile", "compute_leakage",
+__all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile", "readable_scale", "compute_leakage",
            "linear_probe_accuracy", "compute_protocol", "conditional_entropy_bits", "accumulated_features", "check_disjoint", "largest_K",
            "FEATURES", "whole_latent"]

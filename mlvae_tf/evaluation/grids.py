@@ -3,14 +3,40 @@ accumulating evidence (Figure 6a). Posterior means are decoded, so every grid is
 
 import numpy as np
 
-__all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile"]
+__all__ = ["swap_grid", "interpolation_grid", "generation_grid", "evidence_grid", "tile", "readable_scale"]
 
 
-def tile(tiles):
-    """Assembles a 2-D list of `[H, W, C]` images (None for a blank) into one `[rows*H, cols*W, C]` image."""
+def tile(tiles, scale=1, gap=0):
+    """Assembles a 2-D list of `[H, W, C]` images (None for a blank) into one image.
+
+    Args:
+        tiles: rows of `[H, W, C]` arrays or None.
+        scale: each tile's pixels repeated `scale` times along both axes (nearest neighbour).
+        gap: white pixels between tiles.
+
+    Returns:
+        `[rows * (scale * H + gap) - gap, cols * (scale * W + gap) - gap, C]`; without scale and
+        gap, `[rows * H, cols * W, C]`.
+    """
     shape = next(t for row in tiles for t in row if t is not None).shape
     blank = np.ones(shape, np.float32)
-    return np.concatenate([np.concatenate([blank if t is None else t for t in row], axis=1) for row in tiles], axis=0)
+    grow = lambda t: np.repeat(np.repeat(blank if t is None else np.asarray(t, np.float32), scale, 0), scale, 1)  # noqa: E731
+    cell = grow(None).shape
+    rows = []
+    for row in tiles:
+        parts = []
+        for j, t in enumerate(row):
+            parts += [np.ones((cell[0], gap, cell[2]), np.float32)] if j and gap else []
+            parts.append(grow(t))
+        rows += [np.ones((gap, len(row) * (cell[1] + gap) - gap, cell[2]), np.float32)] if rows and gap else []
+        rows.append(np.concatenate(parts, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def readable_scale(tiles, pixels=64):
+    """The smallest integer upscaling that makes every tile at least `pixels` wide and high."""
+    shape = next(t for row in tiles for t in row if t is not None).shape
+    return max(1, -(-pixels // min(shape[0], shape[1])))
 
 
 def swap_grid(model, images, evidence=None):
