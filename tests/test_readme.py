@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import textwrap
 
 import pytest
 
@@ -12,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _python_blocks():
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
-    return [re.sub(r"^ {0,4}", "", block, flags=re.M)  # blocks indented under a list item
+    return [textwrap.dedent(block)  # blocks indented under a list item lose their common indentation only
             for block in re.findall(r"^ *```python\n(.*?)^ *```", text, flags=re.M | re.S)]
 
 
@@ -30,3 +31,5 @@ def test_readme_python_blocks_run(exported, tmp_path, monkeypatch):
     assert namespace["x_mean"].shape == (6, 8, 8, 1)
     assert namespace["groups_out"]["content_mean"].shape == (3, exported[0].content_dim)
     assert (tmp_path / "m.keras").exists()
+    assert namespace["svi_groups"]["content_mean"].shape == (3, 10)  # the baselines block
+    assert {type(m).__name__ for m in namespace["baselines"].values()} == {"VAE", "RegularisedVAE", "SVI"}
