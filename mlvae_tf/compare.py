@@ -13,6 +13,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 __all__ = ["MODELS", "compare", "main"]
 
@@ -120,7 +121,8 @@ def compare(config, out, models=None, trials=None, progress=print):
         config: a validated `mlvae_tf.config` dict: the data, the shared settings (networks, sizes,
             likelihood, epochs, learning rate, seeds) and the protocol (`evaluate`).
         out: the report folder: `compare.md`, `compare.json`, `figure6c.png`, `training.png`,
-            `svi_swap_grid.png` and `models/<name>.keras`.
+            `svi_swap_grid.png`, `models/<name>.keras` and `models/config.yaml` (the shared
+            config, so that `mlvae evaluate --model <out>/models/<name>.keras` takes its split).
         models: optional list of saved `.keras` paths to compare instead of training.
         trials: the protocol's trials (default: the config's).
 
@@ -141,6 +143,8 @@ def compare(config, out, models=None, trials=None, progress=print):
     settings = dict(K=protocol["K"], ks=protocol["ks"], trials=trials or protocol["trials"],
                     features=protocol["features"], seed=0, progress=False)
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    with open(os.path.join(out, "models", "config.yaml"), "w") as f:  # `mlvae evaluate` takes the split from it
+        yaml.safe_dump(config, f, sort_keys=False)
     if models:
         loaded = [keras.models.load_model(path) for path in models]
         candidates = [(_name(model), model, None) for model in loaded]
