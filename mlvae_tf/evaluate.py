@@ -84,8 +84,8 @@ def save_tiles(tiles, path, title, rows=None, columns=None, gap=4):
 def _swap_labels(n, evidence=0):
     source = f"over 1 + {evidence} images" if evidence else "over the image alone"
     return dict(title=f"Swapping (paper, Figure 4): tile (row i, column j) decodes image j's content ({source}) "
-                      "with image i's style.\nAlong a row the class follows the column; along a column the style "
-                      "stays the row's.",
+                      "with image i's style.\nWhere content and style are separated, the class follows the column and "
+                      "the style (slant, stroke, shade) the row.",
                 rows=["content images", "reconstructions"] + [f"style of {i + 1}" for i in range(n)],
                 columns=["style images", "reconstr."] + [f"content of {j + 1}" for j in range(n)])
 
