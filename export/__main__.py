@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None, prog="python -m export"):
-    from mlvae_tf.cli import OneLineParser
+    from mlvae_tf.errors import OneLineParser, load_model
 
     parser = OneLineParser(prog=prog, description="Export a trained ML-VAE.")
     parser.add_argument("--model", required=True, help="path of the saved .keras model")
@@ -21,11 +21,11 @@ def main(argv=None, prog="python -m export"):
     if not os.path.isfile(args.model):
         parser.error(f"--model: no such file {args.model!r}")
 
-    import mlvae_tf  # noqa: F401  (registers MLVAE for loading)
     from export.exporter import ExportError, export_model
 
+    model = load_model(args.model, parser)
     try:
-        manifest = export_model(args.model, args.out, args.name, version=args.version,
+        manifest = export_model(model, args.out, args.name, version=args.version,
                                 formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                                 overwrite=args.overwrite, progress=True)
     except ExportError as error:

@@ -7,20 +7,14 @@ mlvae info --model M.keras
 mlvae compare --data digits [--out reports/compare] [--epochs N] [--models a.keras,b.keras]
 """
 
-import argparse
 import csv
 import json
 import os
 import sys
 
-__all__ = ["main", "OneLineParser"]
+from mlvae_tf.errors import OneLineParser, load_model
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose errors are one line (`prog: error: ...`), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+__all__ = ["main"]
 
 
 def _train(args):
@@ -64,14 +58,14 @@ def _current_run(runs_dir, name):
     return None
 
 
-def _info(args):
-    if not os.path.isfile(args.model):
-        return f"mlvae info: error: --model: no such file {args.model!r}"
-    import keras
+def _info(args, parser):
+    if os.path.isdir(args.model):  # an export's folder: is it intact?
+        from export.verify import verify_export
 
-    import mlvae_tf  # noqa: F401  (registers MLVAE)
-
-    model = keras.models.load_model(args.model)
+        report = verify_export(args.model)
+        print(json.dumps(report, indent=2))
+        return 0 if report["intact"] else 1
+    model = load_model(args.model, parser)
     config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable")}
     print(json.dumps({"model": args.model, "content_dim": model.content_dim, "style_dim": model.style_dim,
                       "parameters": int(model.count_params()), "config": config}, indent=2))
@@ -90,8 +84,9 @@ def main(argv=None):
                        help="start a new run even if an interrupted run of this name exists (it is kept)")
     for name, text in (("evaluate", "the paper's protocol on a saved model"), ("export", "SavedModel and ONNX")):
         commands.add_parser(name, help=text, add_help=False)
-    info = commands.add_parser("info", help="print a saved model's config and latent sizes")
-    info.add_argument("--model", required=True)
+    info = commands.add_parser("info", help="print a saved model's config and latent sizes, or check an export "
+                                            "folder against its manifest's SHA-256")
+    info.add_argument("--model", required=True, help="a .keras file, or an export folder (savedmodels/NAME)")
     commands.add_parser("compare", help="the ML-VAE beside its baselines (VAE, regularised VAE, SVI), Figure 6c",
                         add_help=False)
 
@@ -108,7 +103,9 @@ def main(argv=None):
 
         return export(argv[1:], prog="mlvae export")
     args = parser.parse_args(argv)
-    return {"train": _train, "info": _info}[args.command](args)
+    if args.command == "info":
+        return _info(args, commands.choices["info"])
+    return _train(args)
 
 
 if __name__ == "__main__":

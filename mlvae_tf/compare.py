@@ -213,7 +213,7 @@ def _plot_training(histories, path):
 
 
 def main(argv=None, prog="mlvae compare"):
-    from mlvae_tf.cli import OneLineParser
+    from mlvae_tf.errors import OneLineParser
     from mlvae_tf.config import DATASETS, ConfigError, load_config
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[2])

@@ -49,6 +49,11 @@ def _string(value):
     return isinstance(value, str) and bool(value), "a non-empty string"
 
 
+def _folder_name(value):
+    ok = isinstance(value, str) and bool(value) and "/" not in value and "\\" not in value and not value.startswith(".")
+    return ok, "a plain folder name (no '/', no leading '.'), the run's folder under --runs-dir"
+
+
 def _optional_string(value):
     return value is None or _string(value)[0], "a non-empty string or null"
 
@@ -63,7 +68,7 @@ def _choice(*choices):
 
 
 SCHEMA = {
-    "name": _string,
+    "name": _folder_name,
     "data": {
         "name": _choice(*DATASETS),
         "group_key": _string,

@@ -178,7 +178,7 @@ def run_config(model_path, config_path=None):
 
 
 def main(argv=None, prog="python -m mlvae_tf.evaluate"):
-    from mlvae_tf.cli import OneLineParser
+    from mlvae_tf.errors import OneLineParser, load_model
     from mlvae_tf.config import DATASETS, ConfigError
     from mlvae_tf.evaluation import FEATURES
 
@@ -234,12 +234,10 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
     trials = args.trials if args.trials is not None else protocol.get("trials", 5)
     features = args.features or protocol.get("features", "sample")
 
-    import keras
-
     import mlvae_tf
 
     out = args.out or os.path.join("reports", name)
-    model = keras.models.load_model(args.model)
+    model = load_model(args.model, parser)
     try:
         splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"],
                                            data_dir=settings.get("data_dir"))

@@ -137,3 +137,57 @@ def test_the_suite_runs_offline():
         socket.create_connection(("example.com", 80), timeout=1)
     with pytest.raises(NetworkDisabledError, match="'93.184.215.14', 80"):
         socket.socket().connect(("93.184.215.14", 80))
+
+
+def test_commands_load_models_in_safe_mode_and_refuse_bad_files_in_one_line(tmp_path, capsys):
+    """A `.keras` file holding a Python lambda (arbitrary code), a truncated one and one that is not
+    an archive at all: every command that loads a model answers with one line, exit 1."""
+    import keras
+
+    from tests.conftest import assert_one_line_error, make_tiny_model, run_cli
+
+    crafted = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t * 2)])
+    crafted.save(tmp_path / "lambda.keras")
+    make_tiny_model().save(tmp_path / "good.keras")
+    data = (tmp_path / "good.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.keras").write_text("not a model")
+    for name, message in (("lambda", "safe_mode"), ("truncated", "cannot load"), ("text", "cannot load")):
+        path = tmp_path / f"{name}.keras"
+        for command in (["info", "--model", path], ["export", "--model", path, "--name", "x", "--out", tmp_path],
+                        ["evaluate", "--model", path, "--data", "digits", "--out", tmp_path / "r"]):
+            status, _, err = run_cli(capsys, *command)
+            assert_one_line_error(status, err, message)
+            assert status == 1 and "--model: cannot load" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+
+
+def test_run_names_cannot_leave_the_runs_folder(tmp_path, capsys):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    for name in ("../../x", "a/b", ".hidden"):
+        status, _, err = run_cli(capsys, "train", "--set", f"name={name}", "--runs-dir", tmp_path / "runs")
+        assert_one_line_error(status, err, "config key `name` must be a plain folder name")
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_info_on_an_export_folder_checks_every_file_against_the_manifest(exported, tmp_path, capsys):
+    import json
+    import shutil
+
+    from tests.conftest import run_cli
+
+    root = tmp_path / "digits"
+    shutil.copytree(exported[1], root)
+    status, out, _ = run_cli(capsys, "info", "--model", root)
+    report = json.loads(out)
+    assert status == 0 and report["intact"] and report["missing"] == report["altered"] == report["unlisted"] == []
+    with open(root / "onnx" / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    (root / "encoder" / "1" / "fingerprint.pb").unlink()
+    (root / "extra.txt").write_text("?")
+    status, out, _ = run_cli(capsys, "info", "--model", root)
+    report = json.loads(out)
+    assert status == 1 and not report["intact"]
+    assert (report["altered"], report["missing"], report["unlisted"]) == (
+        ["onnx/decoder.onnx"], ["encoder/1/fingerprint.pb"], ["extra.txt"])
