@@ -25,11 +25,11 @@ def _train(args):
     except (ConfigError, FileNotFoundError) as error:
         return f"mlvae train: error: {error}"
     from mlvae_tf.data import DataUnavailableError
-    from mlvae_tf.training import ResumeError, train
+    from mlvae_tf.training import DivergedError, ResumeError, train
 
     try:
         run_dir, _ = train(config, runs_dir=args.runs_dir, fresh=args.fresh)
-    except (ResumeError, DataUnavailableError) as error:
+    except (ResumeError, DataUnavailableError, DivergedError) as error:
         return f"mlvae train: error: {error}"
     except KeyboardInterrupt:
         done = _history(_current_run(args.runs_dir, config["name"]))

@@ -6,6 +6,7 @@ naming the key and what it allows.
 """
 
 import copy
+import re
 
 import yaml
 
@@ -161,6 +162,14 @@ def _merge(base, update):
     return merged
 
 
+def _value(raw):
+    """A `--set` value as YAML reads it, with YAML 1.1's gap filled: `1e-4` (no dot) is a number."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
 def apply_overrides(config, overrides):
     """Applies `["model.content_dim=16", ...]`; values are parsed as YAML (`16`, `0.5`, `[1, 5]`, `null`)."""
     config = copy.deepcopy(config)
@@ -174,7 +183,7 @@ def apply_overrides(config, overrides):
             if not isinstance(node.get(key), dict):
                 raise ConfigError(f"unknown config key `{path}`; allowed sections: {sorted(SCHEMA)}.")
             node = node[key]
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = _value(raw)
     return config
 
 

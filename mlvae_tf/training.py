@@ -24,11 +24,34 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import readable_scale, swap_grid, tile
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
-__all__ = ["train", "build", "make_model", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
+__all__ = ["train", "build", "make_model", "DivergedError", "StopOnDivergence", "BestCheckpoint", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):
     """An interrupted run exists whose config differs from the one asked for."""
+
+
+class DivergedError(ArithmeticError):
+    """The training loss became NaN or infinite; the run's last good checkpoint is kept."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite (as `TerminateOnNaN`),
+    and remembers where: `epoch` (1-based) and `loss`, None while the loss stays finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = self.loss = None
+        self._current = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.epoch is None and loss is not None and not np.isfinite(float(loss)):
+            self.epoch, self.loss = self._current + 1, float(loss)
+            self.model.stop_training = True
 
 
 class Checkpoints(keras.callbacks.Callback):
@@ -41,10 +64,25 @@ class Checkpoints(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
             return
+        if not _finite_loss(logs):  # a diverged epoch is not a checkpoint
+            return
         os.makedirs(self.folder, exist_ok=True)
         self.model.save(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.keras"))  # atomic (MLVAE.save)
         for old in sorted(glob.glob(os.path.join(self.folder, "epoch_*.keras")))[: -self.keep]:
             os.remove(old)
+
+
+def _finite_loss(logs):
+    return np.isfinite(float((logs or {}).get("loss", 0.0)))
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint(save_best_only=True)` that never saves an epoch whose training loss is NaN
+    or infinite (its weights are broken even where the validation loss looks finite)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite_loss(logs):
+            super().on_epoch_end(epoch, logs)
 
 
 class EpochLogger(keras.callbacks.CSVLogger):
@@ -167,7 +205,7 @@ def build(config, splits, epoch=None):
         train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
                             for ds, part in ((train_ds, "train"), (val_ds, "val")))
     model = make_model(config["model"], splits["train"], seed=settings["seed"])
-    optimizer = keras.optimizers.Adam(settings["learning_rate"], epsilon=1e-8)  # the paper's Adam (supplement 2)
+    optimizer = keras.optimizers.Adam(float(settings["learning_rate"]), epsilon=1e-8)  # YAML may give an int  # the paper's Adam (supplement 2)
     model.compile(optimizer=optimizer, jit_compile=settings["jit_compile"],
                   steps_per_execution=settings["steps_per_execution"])
     return model, train_ds, val_ds
@@ -176,7 +214,9 @@ def build(config, splits, epoch=None):
 def train(config, runs_dir="runs", verbose="auto", fresh=False):
     """Trains the ML-VAE that `config` (a validated `mlvae_tf.config` dict) describes.
 
-    The data is loaded before the run folder is made, so data that cannot be had leaves nothing.
+    The data is loaded and the model built before the run folder is made, so data that cannot be
+    had, or a model that cannot be built, leaves nothing. A loss that becomes NaN or infinite stops
+    the run (`DivergedError`) without writing `model.keras`; its checkpoints of finite epochs stay.
     An interrupted run of the same name resumes if its config is `config`; `fresh` starts a new
     run instead (the interrupted run's folder is kept, its backup moved into it).
 
@@ -185,23 +225,25 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
 
     Raises:
         ResumeError: an interrupted run's config differs from `config` and `fresh` is False.
+        DivergedError: the training loss became NaN or infinite.
     """
     data, settings = config["data"], config["train"]
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
-    run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
     keras.utils.set_random_seed(settings["seed"])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    model, train_ds, val_ds = build(config, splits, epoch=epoch)
+    model, train_ds, val_ds = build(config, splits, epoch=epoch)  # before the run folder: a failure leaves none
+    run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
     logs = os.path.join(run_dir, "logs")
+    divergence = StopOnDivergence()
     callbacks = [
         keras.callbacks.BackupAndRestore(backup),
         # After BackupAndRestore: a resumed run's first epoch is the restored one, and its batches
         # are that epoch's, not the first epoch's again.
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda number, logs: epoch.assign(number)),
-        keras.callbacks.TerminateOnNaN(),
+        divergence,
         EpochLogger(os.path.join(run_dir, "history.csv"), append=True),
         Checkpoints(os.path.join(run_dir, "checkpoints"), settings["checkpoint_every"], settings["keep_checkpoints"]),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_loss", save_best_only=True),
+        BestCheckpoint(os.path.join(run_dir, "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.TensorBoard(logs),
         SwapGridSummary(logs, splits["val"][0][:8], settings["grid_every"]),
         Progress(),  # replaces Keras's own bar (it adds one only where none is given)
@@ -210,5 +252,12 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         print(f"Resuming the interrupted run in {run_dir}")
     history = model.fit(train_ds, validation_data=val_ds, epochs=settings["epochs"], callbacks=callbacks,
                         verbose=verbose)
+    if divergence.epoch is not None:
+        kept = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "epoch_*.keras")))
+        good = kept[-1] if kept else os.path.join(run_dir, "best.keras") if os.path.exists(
+            os.path.join(run_dir, "best.keras")) else None
+        raise DivergedError(f"training diverged in epoch {divergence.epoch} (loss {divergence.loss}); model.keras "
+                            f"was not written; the last good checkpoint is {good or 'none (the first epoch diverged)'}. "
+                            "Lower train.learning_rate and start again.")
     model.save(os.path.join(run_dir, "model.keras"))
     return run_dir, history.history

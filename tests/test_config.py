@@ -53,6 +53,10 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     config = load_config(None, ["model.content_dim=16", "evaluate.ks=[1, 3]", "data.max_group_size=null"])
     assert config["model"]["content_dim"] == 16 and config["evaluate"]["ks"] == [1, 3]
     assert config["data"]["max_group_size"] is None
+    # YAML 1.1 reads 1e-4 (no dot) as a string; a learning rate written so is a number, and an int works too.
+    config = load_config(None, ["train.learning_rate=1e-4", "model.penalty_weight=2E1", "name=1e5x"])
+    assert config["train"]["learning_rate"] == 1e-4 and config["model"]["penalty_weight"] == 20.0
+    assert config["name"] == "1e5x"
     with pytest.raises(ConfigError, match="`model.style_dim` must be an integer >= 1, got 'x'"):
         load_config(None, ["model.style_dim=x"])
     with pytest.raises(ConfigError, match="must look like section.key=value"):

@@ -135,3 +135,44 @@ def test_data_that_cannot_be_had_leaves_no_run_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="no network"):
         train(load_config(), runs_dir=str(tmp_path))
     assert list(tmp_path.iterdir()) == []  # no run folder and no backup that a next run would "resume"
+
+
+def test_a_diverging_run_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import mlvae_tf.training
+    from mlvae_tf.training import DivergedError
+
+    def poison(self, epoch, logs=None):  # the weights turn NaN as epoch 2 begins
+        if epoch == 1:
+            for weight in self.model.trainable_weights:
+                weight.assign(weight * np.nan)
+
+    monkeypatch.setattr(mlvae_tf.training.EpochLogger, "on_epoch_begin", poison)
+    config = load_config(overrides=["train.epochs=3", "model.hidden_units=16", "train.steps_per_execution=1"])
+    with pytest.raises(DivergedError, match=r"diverged in epoch 2 \(loss nan\).*checkpoints/epoch_001.keras"):
+        train(config, runs_dir=str(tmp_path), verbose=0)
+    (run_dir,) = [p for p in (tmp_path / "digits").iterdir()]
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_001.keras"] and not (run_dir / "model.keras").exists()
+    kept = keras.models.load_model(run_dir / "checkpoints" / "epoch_001.keras")
+    assert all(np.all(np.isfinite(w)) for w in kept.get_weights())
+    best = keras.models.load_model(run_dir / "best.keras")  # epoch 1's: the diverged epoch never counts as best
+    assert all(np.array_equal(a, b) for a, b in zip(best.get_weights(), kept.get_weights()))
+    assert not (tmp_path / "digits" / ".backup").exists()  # the same command starts a new run, not a NaN resume
+
+
+def test_the_same_seed_gives_bit_identical_weights_on_the_ragged_and_the_xla_pair_paths():
+    x, labels = mlvae_tf.data.digits_splits(seed=0)["train"]
+    x, labels = x[:300], labels[:300]
+
+    def weights(jit):
+        keras.utils.set_random_seed(0)
+        model = mlvae_tf.MLVAE(input_shape=(8, 8, 1), content_dim=5, style_dim=3, hidden_units=32, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=2 if jit else 1)
+        ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=4, max_group_size=10, seed=0)
+        if jit:
+            ds = mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, 4, 10))
+        model.fit(ds, epochs=2, verbose=0)
+        return model.get_weights()
+
+    for jit in (False, True):
+        first, again = weights(jit), weights(jit)
+        assert all(np.array_equal(a, b) for a, b in zip(first, again)), f"jit_compile={jit}"
