@@ -137,6 +137,7 @@ def test_data_that_cannot_be_had_leaves_no_run_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no run folder and no backup that a next run would "resume"
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import mlvae_tf.training
     from mlvae_tf.training import DivergedError
@@ -159,6 +160,7 @@ def test_a_diverging_run_stops_names_the_epoch_and_keeps_the_last_good_checkpoin
     assert not (tmp_path / "digits" / ".backup").exists()  # the same command starts a new run, not a NaN resume
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_bit_identical_weights_on_the_ragged_and_the_xla_pair_paths():
     x, labels = mlvae_tf.data.digits_splits(seed=0)["train"]
     x, labels = x[:300], labels[:300]
