@@ -210,7 +210,8 @@ def test_compare_trains_every_model_and_writes_the_table_figure_and_json(tmp_pat
 
     out = tmp_path / "compare"
     status, stdout, err = run_cli(capsys, "compare", "--data", "digits", "--epochs", 1, "--trials", 1, "--out", out,
-                                  "--set", "model.hidden_units=16", "--set", "model.inference_steps=5")
+                                  "--set", "model.hidden_units=16", "--set", "model.inference_steps=5",
+                                  "--set", "evaluate.K=3", "--set", "evaluate.ks=[1, 3]")
     assert status == 0, err[-2000:]
     report = json.loads((out / "compare.json").read_text())["results"]
     assert list(report) == ["ML-VAE", "ML-VAE, mixture", "VAE", "Regularised VAE", "SVI"]
@@ -227,6 +228,7 @@ def test_compare_trains_every_model_and_writes_the_table_figure_and_json(tmp_pat
         assert (out / name).stat().st_size > 0
     # Saved models compared as given, without training.
     models = ",".join(str(out / "models" / f) for f in ("mlvae.keras", "vae.keras"))
-    status, _, err = run_cli(capsys, "compare", "--models", models, "--trials", 1, "--out", tmp_path / "given")
+    status, _, err = run_cli(capsys, "compare", "--models", models, "--trials", 1, "--out", tmp_path / "given",
+                             "--set", "evaluate.K=3", "--set", "evaluate.ks=[1, 3]")
     given = json.loads((tmp_path / "given" / "compare.json").read_text())["results"]
     assert status == 0 and list(given) == ["ML-VAE", "VAE"] and "training" not in given["VAE"], err[-2000:]
