@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlvae_tf import distributions, validation
+from mlvae_tf import distributions, grouping, validation
 from mlvae_tf.models.autoencoder import Autoencoder
 
 __all__ = ["SVI"]
@@ -203,7 +203,7 @@ class SVI(Autoencoder):
         is_observed = group_ids >= 0
         observed = tf.cast(is_observed, tf.float32)
         rows = tf.maximum(group_ids, 0)
-        content_log_var, style_log_var = (tf.clip_by_value(params[name], -10.0, 10.0)
+        content_log_var, style_log_var = (grouping.clamp_log_var(params[name])
                                           for name in ("content_log_var", "style_log_var"))
         content = distributions.reparameterize(tf.gather(params["content_mean"], rows),
                                                tf.gather(content_log_var, rows), noise["content"])
