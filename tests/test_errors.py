@@ -81,6 +81,73 @@ def test_bad_model_arguments(kwargs, match):
         make_tiny_model(**kwargs)
 
 
+BASELINES = {
+    "VAE": lambda **kw: mlvae_tf.VAE(**kw),
+    "RegularisedVAE": lambda **kw: mlvae_tf.RegularisedVAE(**kw),
+    "SVI": lambda **kw: mlvae_tf.SVI(num_observations=6, num_groups=2, **kw),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BASELINES))
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(likelihood="poisson"), "`likelihood` must be one of"),
+        (dict(architecture="conv64", input_shape=(12, 12, 1)), "`architecture='conv64'` needs `input_shape`"),
+        (dict(content_dim=0), "`content_dim` must be an integer >= 1"),
+        (dict(style_dim=0), "`style_dim` must be an integer >= 1"),
+        (dict(input_shape=8), "`input_shape` must be a tuple of positive integers"),
+        (dict(observation_scale=-1.0), "`observation_scale` must be > 0"),
+    ],
+)
+def test_every_model_checks_the_shared_arguments_alike(kind, kwargs, match):
+    arguments = dict(input_shape=INPUT_SHAPE, content_dim=CONTENT_DIM, style_dim=STYLE_DIM, hidden_units=5)
+    with pytest.raises(ValueError, match=match):
+        BASELINES[kind](**{**arguments, **kwargs})
+
+
+def test_baselines_check_their_own_arguments_and_inputs():
+    shared = dict(input_shape=INPUT_SHAPE, content_dim=CONTENT_DIM, style_dim=STYLE_DIM, hidden_units=5)
+    with pytest.raises(ValueError, match="`penalty_weight` must be >= 0"):
+        mlvae_tf.RegularisedVAE(penalty_weight=-0.1, **shared)
+    for kwargs, match in ((dict(num_observations=0, num_groups=2), "`num_observations` must be an integer >= 1"),
+                          (dict(num_observations=6, num_groups=2, inference_steps=0), "`inference_steps` must be"),
+                          (dict(num_observations=6, num_groups=2, inference_learning_rate=0), "must be > 0")):
+        with pytest.raises(ValueError, match=match):
+            mlvae_tf.SVI(**kwargs, **shared)
+    svi = mlvae_tf.SVI(num_observations=6, num_groups=2, **shared)
+    with pytest.raises(ValueError, match="must hold num_observations=6 rows"):
+        svi.index(X[:5], [0, 0, 1, 1, 1])
+    with pytest.raises(ValueError, match=r"`group_ids` must lie in \[0, num_groups=2\)"):
+        svi.index(X, [0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        svi.index(X.reshape(6, 4, 16, 1), [0, 0, 1, 1, 1, 1])
+    with pytest.raises(ValueError, match="`steps` must be an integer >= 1"):
+        svi.infer(X, np.zeros(6, np.int32), 1, steps=0)
+    vae = mlvae_tf.VAE(**shared)
+    with pytest.raises(ValueError, match="group 1 has no observations"):
+        vae.encode_groups(X, [0, 0, 2, 2, 2, 2])
+    with pytest.raises(ValueError, match=r"`images` contains 1 NaN or Inf"):
+        vae.encode(np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "--data", "cifar"], "argument --data: invalid choice: 'cifar'"),
+        (["compare", "--models", "missing.keras"], "--models: no such file 'missing.keras'"),
+        (["compare", "--set", "model.kind=gan"], "config key `model.kind` must be one of"),
+        (["train", "--set", "model.penalty_weight=-1"], "config key `model.penalty_weight` must be a number >= 0"),
+        (["train", "--set", "model.inference_steps=0"], "config key `model.inference_steps` must be an integer >= 1"),
+    ],
+)
+def test_the_new_commands_and_keys_fail_in_one_line(args, message, capsys):
+    from tests.conftest import assert_one_line_error, run_cli
+
+    status, _, err = run_cli(capsys, *args)
+    assert_one_line_error(status, err, message)
+
+
 def test_fit_refuses_arrays_that_keras_would_split_into_partial_groups(model):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     with pytest.raises(ValueError, match="`x` must be a tf.data.Dataset of batches of whole groups"):
