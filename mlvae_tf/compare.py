@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from mlvae_tf.files import atomic_path  # noqa: E402
+
 __all__ = ["MODELS", "compare", "main"]
 
 # Each compared model: its name in the report and the config overrides that make it.
@@ -77,7 +79,8 @@ def _plot(results, path):
     axes[0].legend(fontsize=7)
     fig.suptitle("Figure 6c: content, style and the VAE's latent against the evidence k")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -186,9 +189,9 @@ def compare(config, out, models=None, trials=None, progress=print):
         p = result["protocol"]
         progress(f"{name}: content accuracy k=1 {p['content_accuracy']['1']['mean']:.3f}, k={K} "
                  f"{p['content_accuracy'][str(K)]['mean']:.3f}; style k=1 {p['style_accuracy']['1']['mean']:.3f}")
-    with open(os.path.join(out, "compare.json"), "w") as f:
+    with atomic_path(os.path.join(out, "compare.json")) as tmp, open(tmp, "w") as f:
         json.dump({"data": data, "results": results}, f, indent=2)
-    with open(os.path.join(out, "compare.md"), "w") as f:
+    with atomic_path(os.path.join(out, "compare.md")) as tmp, open(tmp, "w") as f:
         f.write(_table(results, K))
     _plot(results, os.path.join(out, "figure6c.png"))
     if histories:
@@ -208,7 +211,8 @@ def _plot_training(histories, path):
     ax.set_title("Training objective after the same epochs")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from mlvae_tf.files import atomic_path  # noqa: E402
+
 __all__ = ["evaluate", "main", "save_tiles"]
 
 
@@ -42,7 +44,8 @@ def _plot(metrics, path):
         ax.set_title(title)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -77,7 +80,8 @@ def save_tiles(tiles, path, title, rows=None, columns=None, gap=4):
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_title(title, fontsize=9, pad=24 if columns else 6, loc="left")
-    fig.savefig(path, dpi=100, bbox_inches="tight", facecolor="white")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", facecolor="white")
     plt.close(fig)
 
 
@@ -156,7 +160,7 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
     metrics["leakage"] = compute_leakage(model, (train[0][judge], train[1][judge]), test,
                                          metrics["style_accuracy"][str(min(ks))]["mean"], metrics["chance_accuracy"],
                                          seed=seed)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with atomic_path(os.path.join(out, "metrics.json")) as tmp, open(tmp, "w") as f:
         json.dump(metrics, f, indent=2)
     _plot(metrics, os.path.join(out, "protocol.png"))
     return metrics

@@ -1,6 +1,7 @@
 """The paper's protocol: conditional entropy, classifier bands on synthetic features, grid layout, the command."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -313,3 +314,20 @@ def test_tiles_upscaled_with_gaps_are_the_tiles_pixel_for_pixel(tmp_path):
     save_tiles(tiles, tmp_path / "t.png", "a title", rows=["r1", "r2"], columns=["c1", "c2"])
     picture = matplotlib.image.imread(tmp_path / "t.png")
     assert picture.shape[0] >= 2 * 64 and picture.shape[1] >= 2 * 96  # tiles of at least 64 pixels, labels around
+
+
+def test_report_files_are_written_whole_or_not_at_all(tmp_path):
+    from mlvae_tf.files import atomic_path
+
+    path = tmp_path / "metrics.json"
+    path.write_text('{"old": 1}')
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write('{"new": ')  # half a file, then the writer dies
+            raise RuntimeError("killed")
+    assert path.read_text() == '{"old": 1}' and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    with atomic_path(path) as tmp:
+        assert tmp.endswith(".json") and os.path.dirname(tmp) == str(tmp_path)  # matplotlib reads the extension
+        with open(tmp, "w") as f:
+            f.write('{"new": 2}')
+    assert json.loads(path.read_text()) == {"new": 2} and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from mlvae_tf import execution, validation
+from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
 
@@ -56,16 +57,10 @@ class GroupedModel(keras.Model):
         path = os.fspath(filepath)
         if not path.endswith(".keras") or "://" in path:
             return super().save(filepath, overwrite=overwrite, **kwargs)
-        folder, base = os.path.split(os.path.abspath(path))
-        tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}.keras")
-        try:
+        with atomic_path(path) as tmp:
             super().save(tmp, overwrite=True, **kwargs)
             if not overwrite and os.path.exists(path):
                 raise FileExistsError(f"{path} exists and `overwrite` is False.")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
         """`keras.Model.compile` with XLA off by default.
