@@ -24,11 +24,20 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import readable_scale, swap_grid, tile
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
-__all__ = ["train", "build", "make_model", "DivergedError", "StopOnDivergence", "BestCheckpoint", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
+__all__ = ["train", "build", "make_model", "DivergedError", "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):
     """An interrupted run exists whose config differs from the one asked for."""
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backup is not deleted when training ends: `train` deletes it once
+    the final model is written. With `double_checkpoint=True` it keeps the previous epoch's state
+    too, which it restores when a kill truncated the latest one."""
+
+    def on_train_end(self, logs=None):
+        pass
 
 
 class DivergedError(ArithmeticError):
@@ -140,6 +149,8 @@ def _run_dir(runs_dir, config, fresh=False):
     """
     backup = os.path.join(runs_dir, config["name"], ".backup")
     marker = os.path.join(backup, "run_dir")
+    if os.path.isdir(backup) and not os.path.exists(marker):  # a run killed while it deleted its finished backup
+        shutil.rmtree(backup)
     if os.path.exists(marker):
         with open(marker) as f:
             run_dir = f.read().strip()
@@ -235,10 +246,18 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
     run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
     logs = os.path.join(run_dir, "logs")
     divergence = StopOnDivergence()
+    final = os.path.join(run_dir, "model.keras")
+    restore = Backup(backup, double_checkpoint=True)
+
+    def finish(logs):
+        if divergence.epoch is None:
+            model.save(final)
+        keras.callbacks.BackupAndRestore.on_train_end(restore, logs)  # the backup goes once the model is saved
+
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup),
-        # After BackupAndRestore: a resumed run's first epoch is the restored one, and its batches
-        # are that epoch's, not the first epoch's again.
+        restore,
+        # After the backup: a resumed run's first epoch is the restored one, and its batches are
+        # that epoch's, not the first epoch's again.
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda number, logs: epoch.assign(number)),
         divergence,
         EpochLogger(os.path.join(run_dir, "history.csv"), append=True),
@@ -247,6 +266,9 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         keras.callbacks.TensorBoard(logs),
         SwapGridSummary(logs, splits["val"][0][:8], settings["grid_every"]),
         Progress(),  # replaces Keras's own bar (it adds one only where none is given)
+        # Last: the final model is written before the backup is deleted, so a kill in between
+        # resumes at the end and writes it again.
+        keras.callbacks.LambdaCallback(on_train_end=finish),
     ]
     if resumed:
         print(f"Resuming the interrupted run in {run_dir}")
@@ -259,5 +281,4 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         raise DivergedError(f"training diverged in epoch {divergence.epoch} (loss {divergence.loss}); model.keras "
                             f"was not written; the last good checkpoint is {good or 'none (the first epoch diverged)'}. "
                             "Lower train.learning_rate and start again.")
-    model.save(os.path.join(run_dir, "model.keras"))
     return run_dir, history.history
