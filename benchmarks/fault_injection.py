@@ -57,16 +57,18 @@ def _run(command):
     return time.time() - start
 
 
-def _until_done(command, kills, rng, duration, check):
+def _until_done(command, kills, rng, duration, check, done):
     """Starts `command` again and again, killing it at a random moment of its expected `duration`
     (between 20% and 95% of it) at most `kills` times, then lets it finish; `check()` counts the
-    corrupt files after each kill. Returns `(faults injected, files corrupt)`."""
+    corrupt files after each kill, `done()` says whether the work is complete (a kill can land
+    after that, while the process exits). Returns `(faults injected, files corrupt)`."""
     injected = corrupt = 0
     while injected < kills:
-        if not _kill_at_random(command, rng, 0.2 * duration, 0.95 * duration):
-            return injected, corrupt + check()  # it finished before the kill
-        injected += 1
+        killed = _kill_at_random(command, rng, 0.2 * duration, 0.95 * duration)
+        injected += killed
         corrupt += check()
+        if not killed or done():
+            return injected, corrupt
     _run(command)
     return injected, corrupt + check()
 
@@ -107,7 +109,8 @@ def inject_train(kills, rng, out):
     reference, faulty = os.path.join(out, "reference"), os.path.join(out, "faulty")
     duration = _run(MLVAE + TRAIN + ["--runs-dir", reference])
     injected, corrupt = _until_done(MLVAE + TRAIN + ["--runs-dir", faulty], kills, rng, duration,
-                                    lambda: len(_keras_files_corrupt(faulty)))
+                                    lambda: len(_keras_files_corrupt(faulty)),
+                                    lambda: bool(glob.glob(os.path.join(faulty, "digits", "2*", "model.keras"))))
     (run_dir,) = glob.glob(os.path.join(faulty, "digits", "2*"))  # one run, resumed after every kill
     (expected,) = glob.glob(os.path.join(reference, "digits", "2*", "model.keras"))
     same = all(np.array_equal(a, b) for a, b in zip(_weights(os.path.join(run_dir, "model.keras")), _weights(expected)))
@@ -134,7 +137,8 @@ def inject_export(kills, rng, out):
                 corrupt += 1
         return corrupt
 
-    injected, corrupt = _until_done(command, kills, rng, duration, check)
+    injected, corrupt = _until_done(command, kills, rng, duration, check,
+                                    lambda: verify_export(os.path.join(out, "savedmodels", "digits"))["intact"])
     report = verify_export(os.path.join(out, "savedmodels", "digits"))
     return {"part": "export", "faults": injected, "recovered": int(report["intact"]), "corrupt": corrupt,
             "lost": int(not report["intact"])}
@@ -162,9 +166,10 @@ def inject_evaluate(kills, rng, out):
     command = MLVAE + ["evaluate", "--model", model, "--out", report, "--trials", "2"]
     duration = _run(command)
     shutil.rmtree(report)
-    injected, corrupt = _until_done(command, kills, rng, duration, lambda: len(_report_corrupt(report)))
     names = {"swap_grid.png", "swap_grid_evidence.png", "interpolation.png", "generation.png", "evidence.png",
              "protocol.png", "metrics.json"}
+    injected, corrupt = _until_done(command, kills, rng, duration, lambda: len(_report_corrupt(report)),
+                                    lambda: names <= set(os.listdir(report)) if os.path.isdir(report) else False)
     complete = names <= set(os.listdir(report))
     return {"part": "evaluate", "faults": injected, "recovered": int(complete), "corrupt": corrupt,
             "lost": int(not complete)}
