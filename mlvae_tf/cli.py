@@ -97,7 +97,12 @@ def main(argv=None):
     if argv and argv[0] == "compare":
         from mlvae_tf.compare import main as compare
 
-        return compare(argv[1:], prog="mlvae compare")
+        try:
+            return compare(argv[1:], prog="mlvae compare")
+        except KeyboardInterrupt:
+            print("\nInterrupted; the models trained so far are in the report's models/ folder. Run the command "
+                  "again to start over.")
+            return 130
     if argv and argv[0] == "export":
         from export.__main__ import main as export
 

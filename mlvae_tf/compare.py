@@ -180,9 +180,10 @@ def compare(config, out, models=None, trials=None, progress=print):
                                    "ms_per_image": 1000 * (time.time() - start) / len(images)}
             labels = splits["test"][1]
             chosen = [np.flatnonzero(labels == c)[0] for c in np.unique(labels)[:8]]
-            labels = _swap_labels(len(chosen))
-            labels["title"] = "SVI (supplement, Figure 5): " + labels["title"]
-            save_tiles(swap_grid(model, splits["test"][0][chosen])[1], os.path.join(out, "svi_swap_grid.png"), **labels)
+            captions = _swap_labels(len(chosen))
+            captions["title"] = "SVI (supplement, Figure 5): " + captions["title"]
+            save_tiles(swap_grid(model, splits["test"][0][chosen])[1], os.path.join(out, "svi_swap_grid.png"),
+                       **captions)
         if type(model).__name__ in ("VAE", "RegularisedVAE"):
             result["content_kl_per_dimension"] = _content_kl_per_dimension(model, splits["test"][0]).tolist()
         results[name] = result
