@@ -14,7 +14,8 @@ python -m benchmarks.fault_injection [--kills 4] [--seed 0] [--out /tmp/faults] 
 - evaluate: `mlvae evaluate` is killed `--kills` times, then run to the end: every report file that
   exists parses (JSON, PNG), and the finished report has all of them.
 
-Prints one markdown row per part: faults injected, runs recovered, files corrupt, data lost.
+Prints one markdown row per part: faults injected, runs recovered, files corrupt, data lost, and
+temporary files left behind by the kills once the part is done (a later write removes them).
 """
 
 import argparse
@@ -103,6 +104,12 @@ def _weights(path):
     return keras.models.load_model(path).get_weights()
 
 
+def _temporaries(folder):
+    """Temporary files and folders (`mlvae_tf.files.atomic_path`'s, the exporter's) left under `folder`."""
+    return sorted(os.path.join(root, name) for root, dirs, files in os.walk(folder) for name in dirs + files
+                  if name.startswith((".tmp-", ".old-")) or ".tmp-" in name)
+
+
 def inject_train(kills, rng, out):
     import numpy as np
 
@@ -115,7 +122,8 @@ def inject_train(kills, rng, out):
     (expected,) = glob.glob(os.path.join(reference, "digits", "2*", "model.keras"))
     same = all(np.array_equal(a, b) for a, b in zip(_weights(os.path.join(run_dir, "model.keras")), _weights(expected)))
     lost = not same or _history_epochs(run_dir) != [1, 2, 3, 4]  # a missing, repeated or changed epoch
-    return {"part": "train", "faults": injected, "recovered": int(same), "corrupt": corrupt, "lost": int(lost)}
+    return {"part": "train", "faults": injected, "recovered": int(same), "corrupt": corrupt, "lost": int(lost),
+            "left": len(_temporaries(faulty))}
 
 
 def inject_export(kills, rng, out):
@@ -141,7 +149,7 @@ def inject_export(kills, rng, out):
                                     lambda: verify_export(os.path.join(out, "savedmodels", "digits"))["intact"])
     report = verify_export(os.path.join(out, "savedmodels", "digits"))
     return {"part": "export", "faults": injected, "recovered": int(report["intact"]), "corrupt": corrupt,
-            "lost": int(not report["intact"])}
+            "lost": int(not report["intact"]), "left": len(_temporaries(os.path.join(out, "savedmodels")))}
 
 
 def _report_corrupt(folder):
@@ -172,7 +180,7 @@ def inject_evaluate(kills, rng, out):
                                     lambda: names <= set(os.listdir(report)) if os.path.isdir(report) else False)
     complete = names <= set(os.listdir(report))
     return {"part": "evaluate", "faults": injected, "recovered": int(complete), "corrupt": corrupt,
-            "lost": int(not complete)}
+            "lost": int(not complete), "left": len(_temporaries(report))}
 
 
 def main(argv=None):
@@ -191,10 +199,11 @@ def main(argv=None):
     for name in ("train", "export", "evaluate"):
         if name in args.parts.split(","):
             rows.append(parts[name](args.kills, rng, args.out))
-    print("| Part | faults injected | runs recovered | files corrupt | data lost |")
-    print("|---|---|---|---|---|")
+    print("| Part | faults injected | runs recovered | files corrupt | data lost | temporary files left |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['part']} | {row['faults']} | {row['recovered']} of 1 | {row['corrupt']} | {row['lost']} |")
+        print(f"| {row['part']} | {row['faults']} | {row['recovered']} of 1 | {row['corrupt']} | {row['lost']} | "
+              f"{row['left']} |")
     print(f"({time.time() - start:.0f} s)")
     return rows
 

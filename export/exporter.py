@@ -16,6 +16,7 @@ import keras
 
 from export import onnx as onnx_export
 from export import savedmodel, signatures
+from mlvae_tf.files import ModelFileError, load_model
 
 __all__ = ["FORMATS", "ExportError", "export_model"]
 
@@ -100,11 +101,15 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
         raise ExportError(f"`version` must be an integer >= 1, got {version!r}.")
     if not name or os.sep in name or name.startswith("."):
         raise ExportError(f"`name` must be a plain folder name, got {name!r}.")
+    if os.path.exists(os.fspath(out)) and not os.path.isdir(os.fspath(out)):
+        raise ExportError(f"`out` must be a folder, got the file {os.fspath(out)!r}.")
     if not isinstance(model, keras.Model):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise ExportError(f"`model`: no such file {path!r}; give the path of a saved .keras model.")
-        model = keras.models.load_model(path)
+        if not isinstance(model, (str, os.PathLike)):
+            raise ExportError(f"`model` must be a Keras model or the path of a .keras file, got {type(model).__name__}.")
+        try:
+            model = load_model(model)
+        except ModelFileError as error:
+            raise ExportError(str(error)) from None
     if not getattr(model, "AMORTISED", True):
         raise ExportError(f"`model`: a {type(model).__name__} has no encoder to export: its posteriors are "
                           "optimised for each new image (test-time inference), not computed by a network.")

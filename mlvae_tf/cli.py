@@ -20,9 +20,13 @@ __all__ = ["main"]
 def _train(args):
     from mlvae_tf.config import ConfigError, load_config
 
+    if args.config is not None and not os.path.isfile(args.config):
+        return f"mlvae train: error: --config: no such file {args.config!r}"
+    if os.path.exists(args.runs_dir) and not os.path.isdir(args.runs_dir):
+        return f"mlvae train: error: --runs-dir must be a folder, got the file {args.runs_dir!r}"
     try:
         config = load_config(args.config, args.set)
-    except (ConfigError, FileNotFoundError) as error:
+    except ConfigError as error:
         return f"mlvae train: error: {error}"
     from mlvae_tf.data import DataUnavailableError
     from mlvae_tf.training import DivergedError, ResumeError, train

@@ -218,7 +218,7 @@ def _plot_training(histories, path):
 
 
 def main(argv=None, prog="mlvae compare"):
-    from mlvae_tf.errors import OneLineParser
+    from mlvae_tf.errors import OneLineParser, positive_int
     from mlvae_tf.config import DATASETS, ConfigError, load_config
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[2])
@@ -228,8 +228,8 @@ def main(argv=None, prog="mlvae compare"):
     parser.add_argument("--config", default=None, help="a config file instead of --data's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--out", default="reports/compare", help="report folder (default: reports/compare)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of every model (default: the config's)")
-    parser.add_argument("--trials", type=int, default=None, help="the protocol's trials (default: the config's)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs of every model (default: the config's)")
+    parser.add_argument("--trials", type=positive_int, default=None, help="the protocol's trials (default: the config's)")
     parser.add_argument("--models", default=None, help="comma-separated saved .keras models to compare instead")
     args = parser.parse_args(argv)
     path = args.config or os.path.join("configs", f"{args.data}.yaml")

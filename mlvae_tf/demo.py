@@ -19,6 +19,7 @@ import yaml  # noqa: E402
 
 import mlvae_tf  # noqa: E402
 from mlvae_tf.config import DEFAULTS, apply_overrides  # noqa: E402
+from mlvae_tf.errors import positive_int  # noqa: E402
 from mlvae_tf.evaluation import linear_probe_accuracy  # noqa: E402
 from mlvae_tf.training import build  # noqa: E402
 
@@ -27,7 +28,7 @@ __all__ = ["main"]
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["train"]["epochs"])
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS["train"]["epochs"])
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", default="savedmodels", help="where to export the demo model ('' to skip)")

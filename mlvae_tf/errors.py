@@ -8,7 +8,18 @@ argument (argparse's convention), 1 for input that cannot be used.
 import argparse
 import os
 
-__all__ = ["OneLineParser", "load_model"]
+__all__ = ["OneLineParser", "load_model", "positive_int"]
+
+
+def positive_int(text):
+    """An argparse `type`: an integer >= 1 (argparse then names the flag in its one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,17 +34,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def load_model(path, parser, flag="--model"):
-    """The `.keras` model at `path`, loaded in Keras's safe mode (no arbitrary code, no lambdas),
-    or one line naming `flag` and what is wrong: no such file, not a `.keras` archive, a
-    truncated or corrupt one, or one that safe mode refuses."""
-    import keras
-
-    import mlvae_tf  # noqa: F401  (registers the models)
+    """The `.keras` model at `path` (`mlvae_tf.files.load_model`: safe mode), or one line naming
+    `flag` and what is wrong: no such file (exit 2), or a file that cannot be loaded (exit 1): not
+    a `.keras` archive, a truncated or corrupt one, or one that safe mode refuses."""
+    from mlvae_tf.files import ModelFileError, load_model as load
 
     if not os.path.isfile(path):
         parser.error(f"{flag}: no such file {path!r}")
     try:
-        return keras.models.load_model(path, safe_mode=True)
-    except Exception as error:  # noqa: BLE001  (Keras raises many types; each becomes one line)
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        parser.fail(f"{flag}: cannot load {path!r} as a Keras model ({type(error).__name__}: {first})")
+        return load(path)
+    except ModelFileError as error:
+        parser.fail(str(error).replace("`model`", flag, 1))

@@ -122,6 +122,8 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
         swap_grid,
     )
 
+    if os.path.exists(os.fspath(out)) and not os.path.isdir(os.fspath(out)):
+        raise ValueError(f"`out` must be a folder, got the file {os.fspath(out)!r}.")
     check_disjoint(train, test, unseen_groups=unseen_groups)
 
     def represent(images, group_ids):
@@ -182,7 +184,7 @@ def run_config(model_path, config_path=None):
 
 
 def main(argv=None, prog="python -m mlvae_tf.evaluate"):
-    from mlvae_tf.errors import OneLineParser, load_model
+    from mlvae_tf.errors import OneLineParser, load_model, positive_int
     from mlvae_tf.config import DATASETS, ConfigError
     from mlvae_tf.evaluation import FEATURES
 
@@ -198,11 +200,11 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
     parser.add_argument("--unseen-groups", action="store_true",
                         help="the test groups must be unseen in training (as MS-Celeb-1M identities): refuse otherwise")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<the run's name>)")
-    parser.add_argument("--K", type=int, default=None, help="images per class in each classifier set (default: "
+    parser.add_argument("--K", type=positive_int, default=None, help="images per class in each classifier set (default: "
                                                             "the config's, else the largest the test classes allow, "
                                                             "at most 100)")
     parser.add_argument("--ks", default=None, help="comma-separated evidence sizes k (default: the config's)")
-    parser.add_argument("--trials", type=int, default=None, help="trials on different test images (default: 5)")
+    parser.add_argument("--trials", type=positive_int, default=None, help="trials on different test images (default: 5)")
     parser.add_argument("--features", default=None, choices=FEATURES, help="posterior samples (eq. 4, default) or means")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trials (not of the data split)")
     args = parser.parse_args(argv)
@@ -210,6 +212,8 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
         parser.error(f"--model: no such file {args.model!r}")
     if args.config is not None and not os.path.isfile(args.config):
         parser.error(f"--config: no such file {args.config!r}")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out must be a folder, got the file {args.out!r}")
     try:
         config, config_path = run_config(args.model, args.config)
     except ConfigError as error:

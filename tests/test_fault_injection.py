@@ -8,5 +8,5 @@ def test_a_killed_training_resumes_to_the_uninterrupted_weights_with_no_file_cor
     from benchmarks.fault_injection import main
 
     (row,) = main(["--kills", "1", "--parts", "train", "--out", str(tmp_path / "faults"), "--seed", "3"])
-    assert row == {"part": "train", "faults": row["faults"], "recovered": 1, "corrupt": 0, "lost": 0}, row
+    assert row == {"part": "train", "faults": row["faults"], "recovered": 1, "corrupt": 0, "lost": 0, "left": 0}, row
     assert "| train |" in capsys.readouterr().out

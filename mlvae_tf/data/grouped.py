@@ -121,7 +121,10 @@ def grouped_dataset(
         >>> batch = next(iter(ds))  # RaggedTensor [32, (<=10), 8, 8, 1]
     """
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except ValueError as error:
+        raise ValueError(f"`x` must be an array [N, *input_shape]: {error}") from None
     if x.ndim < 2:
         raise ValueError(f"`x` must have shape [N, *input_shape], got shape {x.shape}.")
     images = validation.check_images(x, x.shape[1:], name="x")
@@ -238,6 +241,10 @@ def to_pairs(dataset, pad_to=None):
         >>> ds = grouped_dataset(x, labels, groups_per_batch=64, max_group_size=10)
         >>> model.fit(to_pairs(ds, pad_to=largest_batch(labels, 64, 10)), epochs=10)
     """
+    spec = getattr(dataset, "element_spec", None)
+    if not isinstance(dataset, tf.data.Dataset) or not isinstance(spec, tf.RaggedTensorSpec) or spec.ragged_rank != 1:
+        raise ValueError("`dataset` must be a tf.data.Dataset of ragged batches of groups [groups, (observations), "
+                         f"...], as grouped_dataset yields; got {spec if spec is not None else type(dataset).__name__}.")
     if pad_to is not None:
         pad_to = validation.check_positive_int(pad_to, "pad_to")
 
@@ -247,7 +254,7 @@ def to_pairs(dataset, pad_to=None):
             return images, group_ids
         extra = pad_to - tf.shape(images)[0]
         check = tf.debugging.assert_non_negative(
-            extra, message=f"to_pairs: a batch has more observations than `pad_to` ({pad_to})"
+            extra, message=f"`dataset` {validation.BATCH_RULES['pad_to']} ({pad_to}); pass pad_to=largest_batch(...)"
         )
         with tf.control_dependencies([check]):
             extra = tf.identity(extra)  # every pad waits for the check, so its message is the one raised

@@ -68,7 +68,8 @@ def _builder(name_or_builder, data_dir, download):
         try:
             builder = tfds.builder(name_or_builder, data_dir=data_dir)
         except tfds.core.registered.DatasetNotFoundError as error:
-            raise ValueError(f"`name_or_builder`: no TFDS data set {name_or_builder!r}: {error}") from None
+            first = str(error).strip().splitlines()[0]  # TFDS then lists every data set it knows
+            raise ValueError(f"`name_or_builder`: no TFDS data set {name_or_builder!r} ({first})") from None
     elif isinstance(name_or_builder, tfds.core.DatasetBuilder):
         builder = name_or_builder
     else:

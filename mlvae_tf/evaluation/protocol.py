@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from mlvae_tf import validation
+
 __all__ = ["FEATURES", "conditional_entropy_bits", "accumulated_features", "compute_protocol", "largest_K",
            "check_disjoint", "whole_latent"]
 
@@ -155,6 +157,20 @@ class _Classifier:
         return self.network.predict_proba(x)
 
 
+def _check_test(test):
+    """`test` as `(images [N, ...], int labels [N])`, or a `ValueError` that says what is wrong."""
+    if not isinstance(test, (tuple, list)) or len(test) != 2:
+        raise ValueError(f"`test` must be a pair (images, labels), got {type(test).__name__}.")
+    images, labels = np.asarray(test[0]), np.asarray(test[1])
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or not len(labels):
+        raise ValueError(f"`test`: labels must be a non-empty vector of integers, got dtype {labels.dtype} and "
+                         f"shape {labels.shape}.")
+    if images.ndim < 2 or len(images) != len(labels):
+        raise ValueError(f"`test`: images must be an array [N, ...] with one label each; got images of shape "
+                         f"{images.shape} and {len(labels)} labels.")
+    return images, labels
+
+
 def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, features="sample", seed=0,
                      max_epochs=300, patience=20, progress=True):
     """Classifier accuracy and conditional entropy of content and style features against k.
@@ -182,8 +198,8 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
     """
     import keras
 
-    images, labels = test
-    labels = np.asarray(labels)
+    images, labels = _check_test(test)
+    trials = validation.check_positive_int(trials, "trials")
     K = largest_K(labels) if K is None else int(K)
     ks = sorted(set(int(k) for k in ks))
     if features not in FEATURES:

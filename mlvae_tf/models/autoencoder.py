@@ -109,7 +109,8 @@ class Autoencoder(GroupedModel):
             `style_mean`, `style_log_var` `[N, style_dim]`.
         """
         images = validation.check_images(images, self.input_shape)
-        group_ids, num_groups = validation.check_group_ids(group_ids, images.shape[0], num_groups)
+        rows = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]  # a tensor when traced
+        group_ids, num_groups = validation.check_group_ids(group_ids, rows, num_groups)
         encoded = self._encode(images)
         content_mean, content_log_var = self._aggregate(
             encoded["content_mean"], encoded["content_log_var"], group_ids, num_groups
@@ -141,8 +142,7 @@ class Autoencoder(GroupedModel):
         likelihood (its learned per-pixel log-variance)."""
         content = validation.check_latent(content, self.content_dim, "content")
         style = validation.check_latent(style, self.style_dim, "style")
-        if content.shape[0] is not None and style.shape[0] is not None and content.shape[0] != style.shape[0]:
-            raise ValueError(f"`content` has {content.shape[0]} rows but `style` has {style.shape[0]}.")
+        content = validation.check_same_rows(content, style, ("content", "style"))
         params = {name: tf.cast(value, tf.float32) for name, value in self._decode(content, style).items()}
         if self.likelihood == "bernoulli":
             return {"mean": tf.sigmoid(params["logits"])}

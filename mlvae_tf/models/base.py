@@ -11,6 +11,7 @@ A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inf
 - atomic saving (a temporary file renamed into place).
 """
 
+import contextlib
 import os
 
 import keras
@@ -21,6 +22,18 @@ from mlvae_tf import execution, validation
 from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
+
+
+@contextlib.contextmanager
+def _batch_errors():
+    """A bad batch found by `validation.check_batches` while Keras reads it: one-line `ValueError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        clear = validation.batch_error(error)
+        if clear is None:
+            raise
+        raise clear from None
 
 
 class GroupedModel(keras.Model):
@@ -107,14 +120,18 @@ class GroupedModel(keras.Model):
         `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
         """
         datasets = (("x", x), ("validation_data", kwargs.get("validation_data")))
-        self._check_batches(datasets)
-        return super().fit(x, *args, shuffle=shuffle, **kwargs)
+        x, validation_data = self._check_batches(datasets)
+        if validation_data is not None:
+            kwargs["validation_data"] = validation_data
+        with _batch_errors():
+            return super().fit(x, *args, shuffle=shuffle, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
         if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
-            self._check_batches([("x", x)])
-        return super().evaluate(x, *args, **kwargs)
+            (x,) = self._check_batches([("x", x)])
+        with _batch_errors():
+            return super().evaluate(x, *args, **kwargs)
 
     @property
     def metrics(self):
@@ -188,24 +205,28 @@ class GroupedModel(keras.Model):
         )
 
     def _check_batches(self, datasets):
-        """Checks `(name, value)` pairs of what `fit` or `evaluate` got.
+        """Checks `(name, value)` pairs of what `fit` or `evaluate` got; returns the values, each
+        dataset's batches checked as they are read (`validation.check_batches`).
 
-        Refuses arrays (Keras would split groups) and, under `jit_compile=True`, ragged batches:
+        Refuses arrays (Keras would split groups), batches of another form, dtype or image shape,
+        and, under `jit_compile=True`, ragged batches:
         XLA compiles the step for every batch shape, and batches of whole groups vary (about 15x
         slower on the digits, `python -m benchmarks.ragged_xla`). Under `jit_compile="auto"`,
         XLA is on for pairs where Keras found it and off for ragged batches.
         """
-        ragged = []
+        ragged, checked = [], []
         for name, batches in datasets:
             if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
                 raise ValueError(
                     f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
                     "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
                 )
-            if isinstance(batches, tf.data.Dataset) and isinstance(batches.element_spec, tf.RaggedTensorSpec):
-                ragged.append(name)
+            if isinstance(batches, tf.data.Dataset):
+                ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
+                batches = validation.check_batches(batches, self.input_shape, name)
+            checked.append(batches)
         if not self.compiled:
-            return
+            return checked
         if getattr(self, "_auto_jit", None) is not None:
             jit_compile = self._auto_jit and not ragged
             if jit_compile != self.jit_compile:
@@ -218,6 +239,7 @@ class GroupedModel(keras.Model):
                 "size, `mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(labels, groups_per_batch, "
                 "max_group_size))`, or compile with `jit_compile=False`."
             )
+        return checked
 
     def _update_trackers(self, terms, num_groups):
         weight = tf.cast(num_groups, tf.float32)  # epoch averages are per group
