@@ -331,3 +331,21 @@ def test_report_files_are_written_whole_or_not_at_all(tmp_path):
         with open(tmp, "w") as f:
             f.write('{"new": 2}')
     assert json.loads(path.read_text()) == {"new": 2} and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_write_removes_the_temporaries_of_killed_writers_and_only_theirs(tmp_path):
+    import subprocess
+    import sys
+
+    from mlvae_tf.files import atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited: its temporaries are stale
+    stale = tmp_path / f".metrics.json.tmp-{dead_pid}.json"
+    live = tmp_path / f".metrics.json.tmp-{os.getppid()}.json"  # a writer that is still running
+    other = tmp_path / f".report.json.tmp-{dead_pid}.json"  # another file's: left to that file's next write
+    for path in (stale, live, other):
+        path.write_text("half a file")
+    with atomic_path(tmp_path / "metrics.json") as tmp, open(tmp, "w") as f:
+        f.write("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["metrics.json", live.name, other.name])
