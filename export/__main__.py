@@ -21,9 +21,9 @@ def main(argv=None, prog="python -m export"):
     if not os.path.isfile(args.model):
         parser.error(f"--model: no such file {args.model!r}")
 
+    model = load_model(args.model, parser)  # imports TensorFlow quietly, before the exporter's Keras
     from export.exporter import ExportError, export_model
 
-    model = load_model(args.model, parser)
     try:
         manifest = export_model(model, args.out, args.name, version=args.version,
                                 formats=[f.strip() for f in args.formats.split(",") if f.strip()],

@@ -2,6 +2,7 @@
 in Keras 3 and TensorFlow."""
 
 import os
+import sys
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages; a user's
 # own setting wins.
@@ -24,9 +25,37 @@ def _xla_flags(flags):
 
 os.environ["XLA_FLAGS"] = _xla_flags(os.environ.get("XLA_FLAGS"))
 
-from mlvae_tf import data, distributions, evaluation, grouping, losses, networks  # noqa: E402
-from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE  # noqa: E402
-
 __version__ = "0.1.0"
+
+_MODULES = ("data", "distributions", "evaluation", "grouping", "losses", "networks")
+_MODELS = ("MLVAE", "VAE", "RegularisedVAE", "SVI")
+
+
+def __getattr__(name):
+    """The package's names, imported on first use (PEP 562) in the `mlvae` command's process."""
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(f"mlvae_tf.{name}")
+    if name in _MODELS:
+        return getattr(importlib.import_module("mlvae_tf.models"), name)
+    raise AttributeError(f"module 'mlvae_tf' has no attribute {name!r}")
+
+
+def _command_process():
+    """Whether this process runs one of the package's commands: `mlvae`, or `python -m` with
+    `mlvae_tf.<command>` (Python names the main module "-m" while it imports its package) or
+    `export`, whose `__main__` imports this package."""
+    first = sys.argv[0] if sys.argv else ""
+    return os.path.basename(first) == "mlvae" or first == "-m" or first.endswith(os.path.join("export", "__main__.py"))
+
+
+# `import mlvae_tf` imports TensorFlow and registers the models with Keras (so that
+# `keras.models.load_model` finds them), except in the commands, whose `--help` and argument
+# errors answer without TensorFlow (6-8 s on 2 cores); they import what they use, quietly
+# (`mlvae_tf.errors.import_tensorflow`).
+if not _command_process():
+    from mlvae_tf import data, distributions, evaluation, grouping, losses, networks  # noqa: E402, F401
+    from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE  # noqa: E402, F401
 
 __all__ = ["MLVAE", "VAE", "RegularisedVAE", "SVI", "data", "distributions", "evaluation", "grouping", "losses", "networks", "__version__"]

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from mlvae_tf.errors import OneLineParser, load_model
+from mlvae_tf.errors import OneLineParser, import_tensorflow, load_model
 
 __all__ = ["main"]
 
@@ -24,6 +24,7 @@ def _train(args):
         return f"mlvae train: error: --config: no such file {args.config!r}"
     if os.path.exists(args.runs_dir) and not os.path.isdir(args.runs_dir):
         return f"mlvae train: error: --runs-dir must be a folder, got the file {args.runs_dir!r}"
+    import_tensorflow()  # the config's checks use the models' choices
     try:
         config = load_config(args.config, args.set)
     except ConfigError as error:

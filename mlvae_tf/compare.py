@@ -218,7 +218,7 @@ def _plot_training(histories, path):
 
 
 def main(argv=None, prog="mlvae compare"):
-    from mlvae_tf.errors import OneLineParser, positive_int
+    from mlvae_tf.errors import OneLineParser, import_tensorflow, positive_int
     from mlvae_tf.config import DATASETS, ConfigError, load_config
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[2])
@@ -232,6 +232,9 @@ def main(argv=None, prog="mlvae compare"):
     parser.add_argument("--trials", type=positive_int, default=None, help="the protocol's trials (default: the config's)")
     parser.add_argument("--models", default=None, help="comma-separated saved .keras models to compare instead")
     args = parser.parse_args(argv)
+    if args.config is not None and not os.path.isfile(args.config):
+        parser.error(f"--config: no such file {args.config!r}")
+    import_tensorflow()
     path = args.config or os.path.join("configs", f"{args.data}.yaml")
     overrides = list(args.set) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     if args.config is None and not os.path.isfile(path):
@@ -244,7 +247,7 @@ def main(argv=None, prog="mlvae compare"):
     missing = [m for m in models if not os.path.isfile(m)]
     if missing:
         parser.error(f"--models: no such file {missing[0]!r}")
-    import mlvae_tf  # noqa: F401  (registers the models)
+    import mlvae_tf.models  # noqa: F401  (registers the models with Keras)
     from mlvae_tf.data import DataUnavailableError
 
     try:

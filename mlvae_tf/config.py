@@ -6,11 +6,10 @@ naming the key and what it allows.
 """
 
 import copy
+import functools
 import re
 
 import yaml
-
-from mlvae_tf import distributions, networks
 
 __all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides"]
 
@@ -68,47 +67,54 @@ def _choice(*choices):
     return lambda value: (value in choices, f"one of {list(choices)}")
 
 
-SCHEMA = {
-    "name": _folder_name,
-    "data": {
-        "name": _choice(*DATASETS),
-        "group_key": _string,
-        "groups_per_batch": _positive_int,
-        "max_group_size": _optional_positive_int,
-        "seed": _int,
-        "data_dir": _optional_string,  # TFDS's data_dir (mnist, grouped_shapes); null: TFDS's default
-    },
-    "model": {
-        "kind": _choice(*MODELS),  # the paper's ML-VAE, or one of its baselines (mlvae_tf.models)
-        "content_dim": _positive_int,
-        "style_dim": _positive_int,
-        "architecture": _choice(*networks.ARCHITECTURES),
-        "likelihood": _choice(*distributions.LIKELIHOODS),
-        "aggregation": _choice(*distributions.AGGREGATIONS),
-        "hidden_units": _positive_int,
-        "observation_scale": _positive_float,
-        "kl_style_weight": _non_negative_float,
-        "kl_content_weight": _non_negative_float,
-        "penalty_weight": _non_negative_float,  # regularised_vae: lambda of eq. 18
-        "inference_steps": _positive_int,  # svi: Adam steps of test-time inference
-    },
-    "train": {
-        "epochs": _positive_int,
-        "learning_rate": _positive_float,
-        "seed": _int,
-        "grid_every": _positive_int,
-        "jit_compile": _bool,
-        "steps_per_execution": _positive_int,
-        "checkpoint_every": _positive_int,
-        "keep_checkpoints": _positive_int,
-    },
-    "evaluate": {  # the classifier protocol of supplement 3.1 (mlvae_tf.evaluation.compute_protocol)
-        "K": _optional_positive_int,
-        "ks": _ks,
-        "trials": _positive_int,
-        "features": _choice("sample", "mean"),
-    },
-}
+@functools.cache
+def _schema():
+    """The config's keys and their checks. Built on first use: the choices of `networks` and
+    `distributions` import TensorFlow, which `mlvae --help` does without."""
+    from mlvae_tf import distributions, networks
+
+    return {
+        "name": _folder_name,
+        "data": {
+            "name": _choice(*DATASETS),
+            "group_key": _string,
+            "groups_per_batch": _positive_int,
+            "max_group_size": _optional_positive_int,
+            "seed": _int,
+            "data_dir": _optional_string,  # TFDS's data_dir (mnist, grouped_shapes); null: TFDS's default
+        },
+        "model": {
+            "kind": _choice(*MODELS),  # the paper's ML-VAE, or one of its baselines (mlvae_tf.models)
+            "content_dim": _positive_int,
+            "style_dim": _positive_int,
+            "architecture": _choice(*networks.ARCHITECTURES),
+            "likelihood": _choice(*distributions.LIKELIHOODS),
+            "aggregation": _choice(*distributions.AGGREGATIONS),
+            "hidden_units": _positive_int,
+            "observation_scale": _positive_float,
+            "kl_style_weight": _non_negative_float,
+            "kl_content_weight": _non_negative_float,
+            "penalty_weight": _non_negative_float,  # regularised_vae: lambda of eq. 18
+            "inference_steps": _positive_int,  # svi: Adam steps of test-time inference
+        },
+        "train": {
+            "epochs": _positive_int,
+            "learning_rate": _positive_float,
+            "seed": _int,
+            "grid_every": _positive_int,
+            "jit_compile": _bool,
+            "steps_per_execution": _positive_int,
+            "checkpoint_every": _positive_int,
+            "keep_checkpoints": _positive_int,
+        },
+        "evaluate": {  # the classifier protocol of supplement 3.1 (mlvae_tf.evaluation.compute_protocol)
+            "K": _optional_positive_int,
+            "ks": _ks,
+            "trials": _positive_int,
+            "features": _choice("sample", "mean"),
+        },
+    }
+
 
 DEFAULTS = {
     "name": "digits",
@@ -131,8 +137,9 @@ DEFAULTS = {
 }
 
 
-def validate(config, schema=SCHEMA, prefix=""):
+def validate(config, schema=None, prefix=""):
     """Raises `ConfigError` at the first key that is unknown or has a bad value; returns `config`."""
+    schema = _schema() if schema is None else schema
     if not isinstance(config, dict):
         raise ConfigError(f"config section `{prefix.rstrip('.') or '(top level)'}` must be a mapping, got "
                           f"{type(config).__name__}.")
@@ -181,7 +188,7 @@ def apply_overrides(config, overrides):
         node = config
         for key in keys[:-1]:
             if not isinstance(node.get(key), dict):
-                raise ConfigError(f"unknown config key `{path}`; allowed sections: {sorted(SCHEMA)}.")
+                raise ConfigError(f"unknown config key `{path}`; allowed sections: {sorted(_schema())}.")
             node = node[key]
         node[keys[-1]] = _value(raw)
     return config

@@ -184,9 +184,9 @@ def run_config(model_path, config_path=None):
 
 
 def main(argv=None, prog="python -m mlvae_tf.evaluate"):
-    from mlvae_tf.errors import OneLineParser, load_model, positive_int
+    from mlvae_tf.errors import OneLineParser, import_tensorflow, load_model, positive_int
     from mlvae_tf.config import DATASETS, ConfigError
-    from mlvae_tf.evaluation import FEATURES
+    from mlvae_tf.evaluation.protocol import FEATURES
 
     parser = OneLineParser(prog=prog, description=__doc__.splitlines()[2])
     parser.add_argument("--model", required=True, help="saved .keras model")
@@ -214,6 +214,7 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
         parser.error(f"--config: no such file {args.config!r}")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"--out must be a folder, got the file {args.out!r}")
+    import_tensorflow()
     try:
         config, config_path = run_config(args.model, args.config)
     except ConfigError as error:

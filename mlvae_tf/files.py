@@ -20,7 +20,7 @@ def load_model(path, name="model"):
     """
     import keras
 
-    import mlvae_tf  # noqa: F401  (registers the models)
+    import mlvae_tf.models  # noqa: F401  (registers the models with Keras)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

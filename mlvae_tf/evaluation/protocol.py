@@ -17,8 +17,6 @@ import warnings
 
 import numpy as np
 
-from mlvae_tf import validation
-
 __all__ = ["FEATURES", "conditional_entropy_bits", "accumulated_features", "compute_protocol", "largest_K",
            "check_disjoint", "whole_latent"]
 
@@ -197,6 +195,8 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
         (every choice above, the classes used and left out, the set sizes).
     """
     import keras
+
+    from mlvae_tf import validation
 
     images, labels = _check_test(test)
     trials = validation.check_positive_int(trials, "trials")
