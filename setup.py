@@ -29,6 +29,6 @@ setup(
     ],
     entry_points={"console_scripts": ["mlvae = mlvae_tf.cli:main"]},
     extras_require={
-        "test": ["pytest>=9,<10", "pytest-xdist>=3.8,<4", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "tensorflow-serving-api>=2.21,<2.22", "dill"],  # dill: tfds.testing
+        "test": ["pytest>=9,<10", "pytest-xdist>=3.8,<4", "hypothesis>=6,<7", "nbclient>=0.10", "nbformat>=5", "ipykernel>=6", "tensorflow-serving-api>=2.21,<2.22", "dill"],  # dill: tfds.testing
     },
 )

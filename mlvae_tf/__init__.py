@@ -27,7 +27,7 @@ os.environ["XLA_FLAGS"] = _xla_flags(os.environ.get("XLA_FLAGS"))
 
 __version__ = "0.1.0"
 
-_MODULES = ("data", "distributions", "evaluation", "grouping", "losses", "networks")
+_MODULES = ("data", "distributions", "evaluation", "grouping", "losses", "networks", "posterior")
 _MODELS = ("MLVAE", "VAE", "RegularisedVAE", "SVI")
 
 
@@ -39,6 +39,8 @@ def __getattr__(name):
         return importlib.import_module(f"mlvae_tf.{name}")
     if name in _MODELS:
         return getattr(importlib.import_module("mlvae_tf.models"), name)
+    if name == "GroupPosterior":
+        return importlib.import_module("mlvae_tf.posterior").GroupPosterior
     raise AttributeError(f"module 'mlvae_tf' has no attribute {name!r}")
 
 
@@ -55,7 +57,9 @@ def _command_process():
 # errors answer without TensorFlow (6-8 s on 2 cores); they import what they use, quietly
 # (`mlvae_tf.errors.import_tensorflow`).
 if not _command_process():
-    from mlvae_tf import data, distributions, evaluation, grouping, losses, networks  # noqa: E402, F401
+    from mlvae_tf import data, distributions, evaluation, grouping, losses, networks, posterior  # noqa: E402, F401
     from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE  # noqa: E402, F401
+    from mlvae_tf.posterior import GroupPosterior  # noqa: E402, F401
 
-__all__ = ["MLVAE", "VAE", "RegularisedVAE", "SVI", "data", "distributions", "evaluation", "grouping", "losses", "networks", "__version__"]
+__all__ = ["MLVAE", "VAE", "RegularisedVAE", "SVI", "GroupPosterior", "data", "distributions", "evaluation", "grouping",
+           "losses", "networks", "posterior", "__version__"]

@@ -130,7 +130,7 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
     [
         (["bogus"], "mlvae: error: argument command: invalid choice: 'bogus'"),
         (["train", "--set", "model.likelihood=poisson"], "mlvae train: error: config key `model.likelihood` must be"),
-        (["train", "--config", "no/such.yaml"], "mlvae train: error: [Errno 2] No such file or directory"),
+        (["train", "--config", "no/such.yaml"], "mlvae train: error: --config: no such file 'no/such.yaml'"),
         (["info", "--model", "missing.keras"], "mlvae info: error: --model: no such file 'missing.keras'"),
         (["evaluate", "--model", "missing.keras"], "mlvae evaluate: error: --model: no such file"),
         (["export", "--model", "missing.keras", "--name", "x"], "mlvae export: error: --model: no such file"),
