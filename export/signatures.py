@@ -31,7 +31,9 @@ def functions(model):
 
     Returns:
         dict `{"encoder" | "group_encoder" | "decoder": (fn, input_signature)}`; each `fn` takes
-        the named tensors of its signature and returns a dict of float32 tensors.
+        the named tensors of its signature and returns a dict of float32 tensors. For a
+        `MultiLevelVAE`, the group encoder takes `images` and one `group_ids_<grouping>` per
+        grouping, and returns `<grouping>_mean`, `<grouping>_log_var` [G_k, d_k] and the styles.
     """
     images = tf.TensorSpec([None, *model.input_shape], tf.float32, name="images")
     group_ids = tf.TensorSpec([None], tf.int32, name="group_ids")
@@ -47,8 +49,16 @@ def functions(model):
     def decoder(content, style):
         return dict(model.decode_params(content, style))
 
+    group_encoding = (group_encoder, [images, group_ids])
+    groupings = getattr(model, "groupings", None)  # a MultiLevelVAE: one group-id input per grouping
+    if groupings:
+        def groupings_encoder(images, *ids):
+            return dict(model.encode_groups(images, dict(zip(groupings, ids))))
+
+        group_encoding = (groupings_encoder, [images] + [tf.TensorSpec([None], tf.int32, name=f"group_ids_{name}")
+                                                         for name in groupings])
     return {
         "encoder": (encoder, [images]),
-        "group_encoder": (group_encoder, [images, group_ids]),
+        "group_encoder": group_encoding,
         "decoder": (decoder, [content, style]),
     }

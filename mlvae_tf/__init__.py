@@ -28,7 +28,7 @@ os.environ["XLA_FLAGS"] = _xla_flags(os.environ.get("XLA_FLAGS"))
 __version__ = "0.1.0"
 
 _MODULES = ("data", "distributions", "evaluation", "grouping", "losses", "networks", "posterior")
-_MODELS = ("MLVAE", "VAE", "RegularisedVAE", "SVI")
+_MODELS = ("MLVAE", "MultiLevelVAE", "VAE", "RegularisedVAE", "SVI")
 
 
 def __getattr__(name):
@@ -58,8 +58,8 @@ def _command_process():
 # (`mlvae_tf.errors.import_tensorflow`).
 if not _command_process():
     from mlvae_tf import data, distributions, evaluation, grouping, losses, networks, posterior  # noqa: E402, F401
-    from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE  # noqa: E402, F401
+    from mlvae_tf.models import MLVAE, SVI, VAE, MultiLevelVAE, RegularisedVAE  # noqa: E402, F401
     from mlvae_tf.posterior import GroupPosterior  # noqa: E402, F401
 
-__all__ = ["MLVAE", "VAE", "RegularisedVAE", "SVI", "GroupPosterior", "data", "distributions", "evaluation", "grouping",
+__all__ = ["MLVAE", "MultiLevelVAE", "VAE", "RegularisedVAE", "SVI", "GroupPosterior", "data", "distributions", "evaluation", "grouping",
            "losses", "networks", "posterior", "__version__"]

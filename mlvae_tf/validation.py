@@ -185,9 +185,16 @@ _BATCH_FORMS = ("a tf.RaggedTensor [groups, (observations), *input_shape] of flo
                 "(images float [N, *input_shape], group_ids int [N])")
 
 
-def _check_spec(spec, input_shape, name):
+def _check_spec(spec, input_shape, name, groupings=None):
     """The static checks of `check_batches`, on a dataset's `element_spec`."""
     expected = "[..., " + ", ".join(str(d) for d in input_shape) + "]"
+    if groupings is not None:
+        forms = f"pairs (images float [N, *input_shape], group_ids int [N, {groupings}]), one column per grouping"
+        if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], tf.TensorSpec)
+                and spec[1].shape.rank == 2 and spec[1].shape[1] in (None, groupings)):
+            raise ValueError(f"`{name}` must yield {forms} (mlvae_tf.data.multi_grouped_dataset); got batches of "
+                             f"{spec}.")
+        spec = (spec[0], tf.TensorSpec(spec[1].shape[:1], spec[1].dtype))  # the checks below, per column
     if isinstance(spec, tf.RaggedTensorSpec):
         if spec.ragged_rank != 1:
             raise ValueError(f"`{name}` must yield {_BATCH_FORMS}; got ragged_rank {spec.ragged_rank}.")
@@ -210,7 +217,7 @@ def _check_spec(spec, input_shape, name):
                          f"{images.shape[1:]}.")
 
 
-def check_batches(dataset, input_shape, name):
+def check_batches(dataset, input_shape, name, groupings=None):
     """Checks the batches of groups that `fit` or `evaluate` get.
 
     The form, dtype and image shape are checked now, from `element_spec` (`ValueError`). Values
@@ -221,7 +228,7 @@ def check_batches(dataset, input_shape, name):
     Returns:
         `dataset`, each batch checked in the input pipeline (outside the step, so under XLA too).
     """
-    _check_spec(dataset.element_spec, input_shape, name)
+    _check_spec(dataset.element_spec, input_shape, name, groupings)
     if int(dataset.cardinality()) == 0:
         raise ValueError(f"`{name}` is empty: it yields no batches.")
 
@@ -231,16 +238,22 @@ def check_batches(dataset, input_shape, name):
         else:
             images, ids = batch[0], tf.cast(batch[1], tf.int32)
             n = tf.shape(ids)[0]
-            real = tf.clip_by_value(tf.boolean_mask(ids, ids >= 0), 0, n)  # labels as ids fail below, cheaply
-            sizes = tf.math.bincount(real, minlength=tf.reduce_max(tf.concat([[-1], real], 0)) + 1)  # [G]
+            columns = [ids] if groupings is None else [ids[:, k] for k in range(groupings)]
             rules = {"lengths": tf.equal(tf.shape(images)[0], n),
-                     "ids": tf.reduce_all(ids >= -1) & tf.reduce_all(ids < n) & tf.reduce_all(sizes > 0)}
+                     "ids": tf.reduce_all([_ids_valid(column, n) for column in columns])}
         rules["finite"] = tf.reduce_all(tf.math.is_finite(images))
         checks = [tf.debugging.Assert(ok, [f"`{name}` {BATCH_RULES[rule]}."]) for rule, ok in rules.items()]
         with tf.control_dependencies(checks):
             return tf.nest.map_structure(tf.identity, batch if len(batch) > 1 else batch[0])
 
     return dataset.map(checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _ids_valid(ids, n):
+    """Whether a pair batch's ids `[n]` are in [0, G), every group non-empty, or -1 (padding)."""
+    real = tf.clip_by_value(tf.boolean_mask(ids, ids >= 0), 0, n)  # labels as ids fail below, cheaply
+    sizes = tf.math.bincount(real, minlength=tf.reduce_max(tf.concat([[-1], real], 0)) + 1)  # [G]
+    return tf.reduce_all(ids >= -1) & tf.reduce_all(ids < n) & tf.reduce_all(sizes > 0)
 
 
 def batch_error(error):

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from mlvae_tf import validation
 
-__all__ = ["grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation",
+__all__ = ["grouped_dataset", "multi_grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation",
            "group_index"]
 
 
@@ -131,6 +131,17 @@ def grouped_dataset(
     ids, chunk_lengths = _chunks(group_ids, max_group_size)
     if len(ids) != len(x):
         raise ValueError(f"`group_ids` has length {len(ids)} but `x` has {len(x)} observations.")
+    ds, num_batches = _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch)
+    # One gather per batch: [groups, (members), *input_shape].
+    ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch):
+    """The batches of `grouped_dataset` as observation indices: `(dataset of tf.RaggedTensor
+    [groups, (members)] int64, batches per epoch)`."""
     ids = tf.constant(ids.astype(np.int64))
     num_chunks = len(chunk_lengths)
     batch_sizes = [groups_per_batch] * (num_chunks // groups_per_batch)
@@ -157,11 +168,58 @@ def grouped_dataset(
         )
     else:
         ds = batches(None)
-    # One gather per batch: [groups, (members), *input_shape].
-    ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(len(batch_sizes)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds, len(batch_sizes)
+
+
+def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None, shuffle=True, seed=None,
+                          drop_remainder=False):
+    """Batches for several groupings at once (`mlvae_tf.MultiLevelVAE`): `(images [N, ...], group_ids
+    int32 [N, K])` pairs, column k the batch's ids of grouping k.
+
+    Two groupings cross (every shape comes in every colour), so one batch cannot hold whole groups
+    of both. The batches are those of `grouped_dataset` on the first grouping: its groups whole, or
+    cut into chunks of at most `max_group_size`. Every other grouping's groups are cut to the members
+    that the batch holds, and each such part counts as a group of that grouping for the batch: the
+    paper's subsampling of groups (supplement section 6) applied to it, which biases its content
+    posteriors towards fewer observations and counts its content KL once per part. Within a
+    batch, the ids of each column are contiguous from 0, every group non-empty.
+
+    Args:
+        x: float array `[N, *input_shape]`.
+        groupings: dict `{name: [N] labels}` (integers or strings), the first the batching grouping.
+        groups_per_batch, max_group_size, shuffle, seed, drop_remainder: as in `grouped_dataset`,
+            for the first grouping.
+
+    Returns:
+        `tf.data.Dataset` of pairs, with known cardinality.
+
+    Example:
+        >>> ds = multi_grouped_dataset(x, {"shape": shapes, "colour": colours}, groups_per_batch=16,
+        ...                            max_group_size=10, seed=0)
+    """
+    groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    if not isinstance(groupings, dict) or not groupings:
+        raise ValueError(f"`groupings` must be a non-empty dict {{name: labels}}, got {type(groupings).__name__}.")
+    images = validation.check_images(np.asarray(x), np.shape(x)[1:], name="x")
+    columns = []
+    for name, labels in groupings.items():
+        ids, _ = group_index(labels, name=f"groupings[{name!r}]")
+        if len(ids) != len(x):
+            raise ValueError(f"`groupings[{name!r}]` has length {len(ids)} but `x` has {len(x)} observations.")
+        columns.append(ids)
+    first, chunk_lengths = _chunks(columns[0], max_group_size)
+    ds, num_batches = _index_batches(first, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, None)
+    others = tf.constant(np.stack(columns[1:], axis=1) if len(columns) > 1 else np.zeros((len(x), 0), np.int32))
+
+    def pair(members):
+        index = members.flat_values
+        ids = [tf.cast(members.value_rowids(), tf.int32)]  # the first grouping: its chunks are the groups
+        labels = tf.gather(others, index)  # [N, K - 1]
+        ids += [tf.unique(labels[:, k], out_idx=tf.int32)[1] for k in range(len(columns) - 1)]
+        return tf.gather(images, index), tf.stack(ids, axis=1)
+
+    ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
 
 
 def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):

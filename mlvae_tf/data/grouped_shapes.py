@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-__all__ = ["GroupedShapes", "SHAPES", "COLORS", "SCALES", "ROTATIONS", "POSITIONS", "render"]
+__all__ = ["GroupedShapes", "generate", "FACTORS", "SHAPES", "COLORS", "SCALES", "ROTATIONS", "POSITIONS", "render"]
 
 SHAPES = ("square", "circle", "triangle", "cross", "ring")
 COLORS = ((1.0, 0.2, 0.2), (0.2, 0.9, 0.2), (0.25, 0.4, 1.0), (1.0, 0.9, 0.1), (0.9, 0.2, 0.9), (0.1, 0.9, 0.9))
@@ -56,6 +56,21 @@ def render(size, shape, color, scale, rotation, position_x, position_y):
     v = -np.sin(angle) * dx + np.cos(angle) * dy
     inside = _mask(SHAPES[shape], u, v)
     return (inside[..., None] * np.asarray(COLORS[color]) * 255.0).round().astype(np.uint8)
+
+
+def generate(num_examples, image_size=32, seed=0):
+    """Shapes rendered in memory with NumPy, without building the TFDS data set (the same draws as
+    its builder for the same `seed` and `num_examples`).
+
+    Returns:
+        `(images float32 [num_examples, image_size, image_size, 3] in [0, 1], factors)`, `factors`
+        a dict `{factor: int [num_examples]}` with the keys of `FACTORS`.
+    """
+    rng = np.random.default_rng(seed)
+    factors = {name: rng.integers(0, count, size=num_examples) for name, count in FACTORS.items()}
+    images = np.stack([render(image_size, **{name: int(values[i]) for name, values in factors.items()})
+                       for i in range(num_examples)])
+    return images.astype(np.float32) / 255.0, factors
 
 
 @dataclasses.dataclass

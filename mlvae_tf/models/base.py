@@ -164,6 +164,10 @@ class GroupedModel(keras.Model):
         """Why XLA cannot compile this model's step ("needs ..."), or None."""
         return None
 
+    def _groupings_in_batch(self):
+        """None: a batch's group ids are a vector `[N]`; K: an `[N, K]` matrix, K groupings."""
+        return None
+
     def _fused(self, step_function, keras_function):
         """`keras_function`, or under XLA with several steps per execution, the fused executions."""
         if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
@@ -198,7 +202,8 @@ class GroupedModel(keras.Model):
                  "to_pairs)."])
             with tf.control_dependencies([check]):
                 group_ids = tf.identity(group_ids)
-            return images, group_ids, tf.reduce_max(group_ids) + 1, size
+            first = group_ids if group_ids.shape.rank == 1 else group_ids[:, 0]  # several groupings: [N, K]
+            return images, group_ids, tf.reduce_max(first) + 1, size
         raise ValueError(
             "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
             f"(images, group_ids); got {type(data).__name__}."
@@ -223,7 +228,7 @@ class GroupedModel(keras.Model):
                 )
             if isinstance(batches, tf.data.Dataset):
                 ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
-                batches = validation.check_batches(batches, self.input_shape, name)
+                batches = validation.check_batches(batches, self.input_shape, name, self._groupings_in_batch())
             checked.append(batches)
         if not self.compiled:
             return checked

@@ -84,33 +84,38 @@ class MLVAE(Autoencoder):
         encoded = self._encode(images, training=training, observed=is_observed)
         if noise is None:
             noise = self._draw_noise(tf.shape(images)[0])
-        content_mean, content_log_var = encoded["content_mean"], encoded["content_log_var"]
         segments = num_groups if num_segments is None else num_segments
-        if self.aggregation == "product":
-            group_mean, group_log_var = grouping.product_of_normals(
-                content_mean, content_log_var, group_ids, segments
-            )  # [segments, content_dim]; empty segments are the prior, with KL 0
-            rows = tf.maximum(group_ids, 0)
-            content = distributions.reparameterize(
-                tf.gather(group_mean, rows), tf.gather(group_log_var, rows), noise["content"]
-            )  # [N, content_dim]
-            kl_content = distributions.kl_standard_normal(group_mean, group_log_var)  # [segments]
-        else:
-            check = tf.debugging.assert_non_negative(
-                group_ids, message="aggregation='mixture' takes no padding rows (group id -1): no `pad_to`"
-            )
-            with tf.control_dependencies([check]):
-                member = grouping.sample_mixture_components(group_ids, segments, noise["component"])  # [N]
-            content = distributions.reparameterize(
-                tf.gather(content_mean, member), tf.gather(content_log_var, member), noise["content"]
-            )
-            kl_content = distributions.mixture_kl_standard_normal(
-                content, content_mean, content_log_var, group_ids, segments
-            )  # [segments], 0 for empty ones
+        content, kl_content = self._content(encoded["content_mean"], encoded["content_log_var"], group_ids, segments,
+                                            noise["content"], noise.get("component"))
         style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
         kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"]) * observed  # [N]
         log_likelihood = self._log_likelihood(images, content, style, is_observed, training=training)  # [N]
         return self._elbo_terms(log_likelihood, kl_style, kl_content, num_groups)
+
+    def _content(self, mean, log_var, group_ids, segments, noise, component=None):
+        """One content sample per observation from its group's posterior (Algorithm 1, step 9),
+        and the content KL of each group.
+
+        Args:
+            mean, log_var: `[N, d]` per-observation content posteriors; group_ids: int32 `[N]`
+                (-1: a padding row); segments: rows of the per-group tensors; noise: standard
+                `[N, d]`; component: uniform `[N]`, the mixture's choice of member.
+
+        Returns:
+            `(content [N, d], kl_content [segments])`; empty segments are the prior, with KL 0.
+        """
+        if self.aggregation == "product":
+            group_mean, group_log_var = grouping.product_of_normals(mean, log_var, group_ids, segments)
+            rows = tf.maximum(group_ids, 0)
+            content = distributions.reparameterize(tf.gather(group_mean, rows), tf.gather(group_log_var, rows), noise)
+            return content, distributions.kl_standard_normal(group_mean, group_log_var)
+        check = tf.debugging.assert_non_negative(
+            group_ids, message="aggregation='mixture' takes no padding rows (group id -1): no `pad_to`"
+        )
+        with tf.control_dependencies([check]):
+            member = grouping.sample_mixture_components(group_ids, segments, component)  # [N]
+        content = distributions.reparameterize(tf.gather(mean, member), tf.gather(log_var, member), noise)
+        return content, distributions.mixture_kl_standard_normal(content, mean, log_var, group_ids, segments)
 
     def _draw_noise(self, num_observations):
         """`Autoencoder._draw_noise`, and for the mixture `component` uniform `[N]` (which member's

@@ -1,0 +1,184 @@
+"""Several groupings at once: `MultiLevelVAE`, `multi_grouped_dataset` and the evaluation per latent."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mlvae_tf
+from mlvae_tf.data import multi_grouped_dataset
+from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid, latents
+from tests.conftest import INPUT_SHAPE, make_tiny_model, random_images
+
+DIMS = {"shape": 3, "colour": 2}
+X = random_images(12, seed=5)
+SHAPES = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 1, 2])
+COLOURS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 2, 0])
+
+
+def make_model(**kwargs):
+    arguments = dict(input_shape=INPUT_SHAPE, content_dims=DIMS, style_dim=2, hidden_units=11, seed=0)
+    return mlvae_tf.MultiLevelVAE(**{**arguments, **kwargs})
+
+
+def _noise(model, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"content": tf.constant(rng.normal(size=(n, model.content_dim)), tf.float32),
+            "style": tf.constant(rng.normal(size=(n, model.style_dim)), tf.float32)}
+
+
+def test_one_grouping_is_the_ml_vae():
+    """The same loss and terms on the same batch, weights and noise."""
+    mlvae = make_tiny_model(content_dim=4, style_dim=3)
+    multi = mlvae_tf.MultiLevelVAE(input_shape=INPUT_SHAPE, content_dims={"label": 4}, style_dim=3, hidden_units=17)
+    multi.set_weights(mlvae.get_weights())
+    ids = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4], np.int32)
+    noise = _noise(mlvae, len(X))
+    expected = mlvae.compute_elbo_terms(tf.constant(X), tf.constant(ids), 5, noise=noise)
+    got = multi.compute_elbo_terms(tf.constant(X), tf.constant(ids[:, None]), 5, noise=noise)
+    for name in ("loss", "reconstruction", "kl_style", "kl_content"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(got["kl_label"], expected["kl_content"], rtol=1e-6)
+
+
+def _kl(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per row, in NumPy."""
+    return 0.5 * np.sum(np.exp(log_var) + mean ** 2 - 1.0 - log_var, axis=1)
+
+
+def test_each_content_kl_counts_once_per_group_of_its_grouping_per_group_of_the_first():
+    model = make_model()
+    ids = np.stack([SHAPES, COLOURS], axis=1).astype(np.int32)
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(ids), 3, noise=_noise(model, len(X)))
+    groups = model.encode_groups(X, {"shape": SHAPES, "colour": COLOURS})
+    for name in DIMS:
+        expected = _kl(np.asarray(groups[f"{name}_mean"]), np.asarray(groups[f"{name}_log_var"])).sum() / 3
+        np.testing.assert_allclose(terms[f"kl_{name}"], expected, rtol=1e-5)
+    np.testing.assert_allclose(terms["kl_content"], terms["kl_shape"] + terms["kl_colour"], rtol=1e-6)
+    np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + terms["kl_style"] + terms["kl_content"],
+                               rtol=1e-6)
+
+
+def test_encode_groups_is_the_product_of_each_groupings_groups():
+    model = make_model()
+    groups = model.encode_groups(X, np.stack([SHAPES, COLOURS], axis=1))
+    encoded = model.encode(X)
+    for name, labels in (("shape", SHAPES), ("colour", COLOURS)):
+        a, b = model.content_slices[name]
+        mean, log_var = np.asarray(encoded["content_mean"])[:, a:b], np.asarray(encoded["content_log_var"])[:, a:b]
+        for g in range(3):
+            precision = np.exp(-log_var[labels == g]).sum(0)
+            np.testing.assert_allclose(groups[f"{name}_log_var"][g], -np.log(precision), rtol=1e-5)
+            np.testing.assert_allclose(groups[f"{name}_mean"][g],
+                                       (mean[labels == g] * np.exp(-log_var[labels == g])).sum(0) / precision,
+                                       rtol=1e-4, atol=1e-6)
+
+
+def test_batches_keep_the_first_groupings_groups_whole_and_number_every_grouping_from_zero():
+    shapes, colours = np.repeat(np.arange(4), 9), np.tile(np.arange(3), 12)
+    x = random_images(36, seed=1)
+    ds = multi_grouped_dataset(x, {"shape": shapes, "colour": colours}, groups_per_batch=3, seed=0)
+    seen = []
+    for images, ids in ds:
+        images, ids = images.numpy(), ids.numpy()
+        index = [int(np.flatnonzero((x == image).all(axis=(1, 2, 3)))[0]) for image in images]
+        seen += index
+        for k, labels in enumerate((shapes, colours)):
+            column = ids[:, k]
+            assert sorted(set(column)) == list(range(column.max() + 1))  # contiguous, none empty
+            for a in range(len(index)):  # the same id exactly when the same label
+                assert all((column[a] == column[b]) == (labels[index[a]] == labels[index[b]]) for b in range(len(index)))
+        assert sorted(set(shapes[index])) and all(np.sum(shapes == s) == np.sum(shapes[index] == s)
+                                                 for s in set(shapes[index]))  # whole shape groups
+    assert sorted(seen) == list(range(36))  # every observation once per epoch
+    with pytest.raises(ValueError, match=r"`groupings\['colour'\]` has length 35"):
+        multi_grouped_dataset(x, {"shape": shapes, "colour": colours[:35]})
+    with pytest.raises(ValueError, match="`groupings` must be a non-empty dict"):
+        multi_grouped_dataset(x, [shapes])
+
+
+def test_fit_logs_each_groupings_kl_and_the_model_saves_and_loads(tmp_path):
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ds = multi_grouped_dataset(X, {"shape": SHAPES, "colour": COLOURS}, groups_per_batch=2, seed=0)
+    history = model.fit(ds, epochs=2, verbose=0).history
+    assert {"kl_shape", "kl_colour", "kl_content", "loss"} <= set(history) and np.isfinite(history["loss"]).all()
+    np.testing.assert_allclose(np.add(history["kl_shape"], history["kl_colour"]), history["kl_content"], rtol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
+    assert loaded.content_dims == DIMS and loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(loaded.encode(X)["content_mean"], model.encode(X)["content_mean"], atol=1e-6)
+
+
+def test_bad_batches_and_ids_are_refused_in_one_line():
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ragged = mlvae_tf.data.grouped_dataset(X, SHAPES, groups_per_batch=2)
+    with pytest.raises(ValueError, match=r"`x` must yield pairs \(images float \[N, \*input_shape\], group_ids "
+                                         r"int \[N, 2\]\)"):
+        model.fit(ragged, verbose=0)
+    gap = tf.data.Dataset.from_tensors((X, np.stack([SHAPES, COLOURS * 2], axis=1).astype(np.int32)))
+    with pytest.raises(ValueError, match="`x` holds a pair batch whose group ids are not the ids of its groups"):
+        model.fit(gap, verbose=0)
+    with pytest.raises(ValueError, match=r"`group_ids` must have one entry per grouping \['shape', 'colour'\]"):
+        model.encode_groups(X, {"shape": SHAPES})
+    with pytest.raises(ValueError, match=r"group 1 has no observations"):
+        model.encode_groups(X, {"shape": SHAPES, "colour": COLOURS * 2})
+    with pytest.raises(ValueError, match=r"`content_dims\['colour'\]` must be an integer >= 1, got 0"):
+        make_model(content_dims={"shape": 2, "colour": 0})
+
+
+def test_the_swap_grid_of_one_latent_changes_that_latent_alone():
+    model = make_model()
+    tiles = latent_swap_grid(model, X[:3], "colour")
+    blocks = latents(model, X[:3])
+    content = np.concatenate([blocks["shape"][1:2], blocks["colour"][2:3]], axis=1)  # image 1 with 2's colour
+    np.testing.assert_allclose(tiles[2][3], np.asarray(model.decode(content, blocks["style"][1:2]))[0], atol=1e-6)
+    with pytest.raises(ValueError, match="`latent` must be one of"):
+        latent_swap_grid(model, X[:3], "size")
+
+
+def test_the_latent_factor_matrix_reads_a_factor_a_latent_holds():
+    """A model whose colour latent is the colour (its encoder's head set by hand) reads it perfectly."""
+    model = make_model()
+    factors = {"colour": np.tile(np.arange(2), 6), "noise": np.random.default_rng(0).integers(0, 2, 12)}
+    original = model.encode
+
+    def encode(images):
+        encoded = dict(original(images))
+        mean = np.asarray(encoded["content_mean"]).copy()
+        colour = np.asarray(images).mean(axis=(1, 2, 3)) > 0.5  # a stand-in: brightness
+        mean[:, 3] = colour
+        return {**encoded, "content_mean": mean}
+
+    model.encode = encode
+    x = np.concatenate([np.zeros((6, *INPUT_SHAPE)), np.ones((6, *INPUT_SHAPE))]).astype(np.float32)[
+        np.argsort(np.tile(np.arange(2), 6), kind="stable").argsort()]
+    result = latent_factor_accuracy(model, (x, factors), (x, factors))
+    assert result["accuracy"]["colour"]["colour"] == 1.0
+    assert set(result["accuracy"]) == {"shape", "colour", "style"} and result["chance"]["colour"] == 0.5
+
+
+def test_the_group_encoder_exports_with_one_id_input_per_grouping_in_savedmodel_and_onnx(tmp_path):
+    import onnxruntime as ort
+
+    from export import export_model
+
+    model = make_model()
+    export_model(model, tmp_path, "multi")
+    root = tmp_path / "multi"
+    expected = {k: np.asarray(v) for k, v in model.encode_groups(X, {"shape": SHAPES, "colour": COLOURS}).items()}
+    feeds = {"images": X, "group_ids_shape": SHAPES.astype(np.int32), "group_ids_colour": COLOURS.astype(np.int32)}
+    served = tf.saved_model.load(str(root / "encoder" / "1")).signatures["encode_groups"](
+        **{k: tf.constant(v) for k, v in feeds.items()})
+    session = ort.InferenceSession(str(root / "onnx" / "group_encoder.onnx"))
+    assert sorted(i.name for i in session.get_inputs()) == sorted(feeds)
+    names = [o.name for o in session.get_outputs()]
+    onnx_out = dict(zip(names, session.run(names, feeds)))
+    assert sorted(served) == sorted(onnx_out) == sorted(expected) == sorted(
+        ["shape_mean", "shape_log_var", "colour_mean", "colour_log_var", "style_mean", "style_log_var"])
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(onnx_out[key], value, atol=1e-5, err_msg=key)
+    with pytest.raises(Exception, match=mlvae_tf.validation.GUARD_SCOPE):  # a gap in the colour ids
+        session.run(names, {**feeds, "group_ids_colour": (COLOURS * 2).astype(np.int32)})
