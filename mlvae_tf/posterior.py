@@ -80,14 +80,21 @@ class GroupPosterior:
     than the group holds raises `ValueError`.
 
     Args:
-        model: a trained `MLVAE` (an encoder and an `aggregation`).
+        model: a trained `MLVAE` (an encoder and an `aggregation`), or a `MultiLevelVAE`.
+        grouping: for a `MultiLevelVAE`, the grouping whose content the group is of.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, grouping=None):
         if getattr(model, "aggregation", None) not in ("product", "mixture"):
             raise ValueError(f"`model` must be an MLVAE (a model with a group posterior), got {type(model).__name__}.")
+        slices = getattr(model, "content_slices", None)
+        if (slices is None) != (grouping is None) or (slices is not None and grouping not in slices):
+            expected = f"one of {list(slices)}" if slices else "None for a model with one grouping"
+            raise ValueError(f"`grouping` must be {expected}, got {grouping!r}.")
         self.model = model
-        self.statistics = np.zeros((len(STATISTICS), model.content_dim))
+        self.columns = slice(*slices[grouping]) if slices else slice(None)
+        self.statistics = np.zeros((len(STATISTICS), model.content_dim if slices is None else
+                                    slices[grouping][1] - slices[grouping][0]))
 
     @property
     def count(self):
@@ -119,4 +126,5 @@ class GroupPosterior:
 
     def _statistics(self, images):
         encoded = self.model.encode(images)
-        return statistics(encoded["content_mean"], encoded["content_log_var"])
+        return statistics(np.asarray(encoded["content_mean"])[:, self.columns],
+                          np.asarray(encoded["content_log_var"])[:, self.columns])

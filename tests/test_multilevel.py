@@ -182,3 +182,13 @@ def test_the_group_encoder_exports_with_one_id_input_per_grouping_in_savedmodel_
         np.testing.assert_allclose(onnx_out[key], value, atol=1e-5, err_msg=key)
     with pytest.raises(Exception, match=mlvae_tf.validation.GUARD_SCOPE):  # a gap in the colour ids
         session.run(names, {**feeds, "group_ids_colour": (COLOURS * 2).astype(np.int32)})
+
+
+def test_the_incremental_posterior_of_one_grouping():
+    model = make_model()
+    gp = mlvae_tf.GroupPosterior(model, grouping="colour").update(X[COLOURS == 2][:2]).update(X[COLOURS == 2][2:])
+    groups = model.encode_groups(X, {"shape": SHAPES, "colour": COLOURS})
+    np.testing.assert_allclose(gp.mean, groups["colour_mean"][2], atol=1e-5)
+    np.testing.assert_allclose(gp.log_var, groups["colour_log_var"][2], atol=1e-5)
+    with pytest.raises(ValueError, match=r"`grouping` must be one of \['shape', 'colour'\], got None"):
+        mlvae_tf.GroupPosterior(model)
