@@ -1,6 +1,6 @@
 """Two groupings at once: the grouped shapes grouped by shape and by colour (`MultiLevelVAE`).
 
-python -m benchmarks.groupings [--epochs 30] [--examples 12000] [--out docs]
+python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
@@ -51,7 +51,9 @@ def _heat_map(result, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--style-dim", type=int, default=8)
+    parser.add_argument("--max-group-size", type=int, default=10, help="of the first grouping's chunks")
     parser.add_argument("--examples", type=int, default=12_000)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
@@ -61,8 +63,9 @@ def main(argv=None):
     order = np.random.default_rng(0).permutation(len(images))
     test, train = order[: len(order) // 6], order[len(order) // 6:]
     ds = mlvae_tf.data.multi_grouped_dataset(images[train], {name: factors[name][train] for name in GROUPINGS},
-                                             groups_per_batch=16, max_group_size=10, seed=0)
-    model = mlvae_tf.MultiLevelVAE(input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=8, seed=0)
+                                             groups_per_batch=16, max_group_size=args.max_group_size, seed=0)
+    model = mlvae_tf.MultiLevelVAE(input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=args.style_dim,
+                                   seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(ds, epochs=args.epochs, verbose=2).history
     trained = time.time() - start
