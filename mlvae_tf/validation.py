@@ -1,14 +1,18 @@
 """Up-front checks of user input: a clear `ValueError` naming the argument, never a NaN later.
 
 Shape and dtype checks are static, so they also run while tracing (export); value checks
-(finite, ranges) run on concrete arrays only.
+(finite, ranges) run on concrete arrays, and in traced graphs (the exported models) as run-time
+guards (`guard`). The batches that `fit` and `evaluate` read are checked in the input pipeline
+(`check_batches`).
 """
+
+import re
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_images", "check_group_ids", "check_latent", "check_same_rows", "guard", "check_positive_int", "check_batches", "batch_error",
-           "GROUP_IDS_RULE"]
+__all__ = ["check_images", "check_group_ids", "check_latent", "check_same_rows", "guard", "check_positive_int",
+           "check_batches", "batch_error", "GROUP_IDS_RULE", "BATCH_RULES"]
 
 
 def _is_concrete(x):
@@ -259,8 +263,6 @@ def _ids_valid(ids, n):
 def batch_error(error):
     """A `ValueError` with the rule that a batch check of `check_batches` raised in `error` (a
     `tf.errors.InvalidArgumentError`), or None when `error` is another failure."""
-    import re
-
     rules = "|".join(re.escape(rule) for rule in BATCH_RULES.values())
     found = re.search(r"(`[a-z_]+` (?:" + rules + r")[^\]\n]*)", error.message)  # Assert's "[message]"
     return ValueError(found.group(1)) if found else None
