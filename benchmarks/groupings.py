@@ -37,7 +37,7 @@ def _heat_map(result, path):
     plt = _pyplot()
     accuracy = result["accuracy"]
     matrix = np.array([[accuracy[latent][factor] for factor in FACTORS] for latent in accuracy])
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig, ax = plt.subplots(figsize=(9.5, 3.2))
     ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(FACTORS)), [f"{f}\n(chance {result['chance'][f]:.2f})" for f in FACTORS], fontsize=8)
     ax.set_yticks(range(len(accuracy)), [f"{latent} latent" for latent in accuracy])
