@@ -192,3 +192,18 @@ def test_the_incremental_posterior_of_one_grouping():
     np.testing.assert_allclose(gp.log_var, groups["colour_log_var"][2], atol=1e-5)
     with pytest.raises(ValueError, match=r"`grouping` must be one of \['shape', 'colour'\], got None"):
         mlvae_tf.GroupPosterior(model)
+
+
+def test_accumulated_readings_are_the_product_of_each_group_of_k():
+    from mlvae_tf.evaluation.latents import _accumulated
+
+    rng = np.random.default_rng(0)
+    mean, log_var = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    out = _accumulated(mean, log_var, labels, 4, np.random.default_rng(1))  # one group per label
+    for label in (0, 1):
+        members = labels == label
+        precision = np.exp(-log_var[members])
+        expected = (mean[members] * precision).sum(0) / precision.sum(0)
+        np.testing.assert_allclose(out[members], np.tile(expected, (4, 1)), rtol=1e-5)
+    np.testing.assert_allclose(_accumulated(mean, log_var, labels, 1, rng), mean, rtol=1e-6)  # k = 1: each alone

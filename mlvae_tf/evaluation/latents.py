@@ -6,37 +6,66 @@ import numpy as np
 __all__ = ["latents", "latent_factor_accuracy", "latent_swap_grid"]
 
 
-def latents(model, images):
-    """Single-image posterior means of every latent: `{grouping: [N, d_k], "style": [N, style_dim]}`."""
+def latents(model, images, log_var=False):
+    """Single-image posterior means of every latent: `{grouping: [N, d_k], "style": [N, style_dim]}`;
+    with `log_var`, `(means, log-variances)` of that form."""
     encoded = model.encode(images)
-    blocks = {name: np.asarray(value) for name, value in model.split(np.asarray(encoded["content_mean"])).items()}
-    return {**blocks, "style": np.asarray(encoded["style_mean"])}
+    means = {**model.split(np.asarray(encoded["content_mean"])), "style": np.asarray(encoded["style_mean"])}
+    if not log_var:
+        return means
+    return means, {**model.split(np.asarray(encoded["content_log_var"])), "style": np.asarray(encoded["style_log_var"])}
 
 
-def latent_factor_accuracy(model, train, test):
+def _accumulated(mean, log_var, labels, k, rng):
+    """Each image's mean of the product of Normals of the `k` images (itself included) of its group
+    when the images of each label are cut at random into groups of `k` (the last one larger): the
+    content the ML-VAE reads from k images that share a factor's value. `[N, d]`."""
+    from mlvae_tf.posterior import posterior, statistics
+
+    out = np.empty_like(mean)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        for group in np.array_split(members, max(1, len(members) // k)):
+            out[group] = posterior(statistics(mean[group], log_var[group]))[0]
+    return out
+
+
+def latent_factor_accuracy(model, train, test, k=1, seed=0):
     """The latent x factor matrix: test accuracy of a logistic regression from each latent's
-    single-image posterior means to each ground-truth factor, fitted on the `train` images.
+    posterior means to each ground-truth factor, fitted on the `train` images.
 
     A latent that holds a factor predicts it well above chance; one that is free of it reads near
     chance. With plenty of labelled images (all of `train`) this is the strict reading of
-    leakage, as `linear_probe_accuracy` is for one latent.
+    leakage, as `linear_probe_accuracy` is for one latent. With `k > 1`, a content latent is read
+    as the paper's protocol reads content: accumulated over k images that share the value of the
+    factor being predicted (the product of their Normals), in the training and the test images
+    alike; the style stays a single image's.
 
     Args:
         model: a `MultiLevelVAE` (`encode`, `split`).
         train, test: `(images, factors)`, `factors` a dict `{factor: int labels [N]}`.
+        k: images of evidence per content reading.
+        seed: seed of the groups of k.
 
     Returns:
         dict `{"accuracy": {latent: {factor: accuracy}}, "chance": {factor: majority-class rate}}`.
     """
     from sklearn.linear_model import LogisticRegression
 
-    features = {"train": latents(model, train[0]), "test": latents(model, test[0])}
+    rng = np.random.default_rng(seed)
+    encoded = {"train": latents(model, train[0], log_var=True), "test": latents(model, test[0], log_var=True)}
+    factors = {"train": train[1], "test": test[1]}
     accuracy = {}
-    for latent in features["train"]:
+    for latent in encoded["train"][0]:
         accuracy[latent] = {}
-        for factor, labels in train[1].items():
-            classifier = LogisticRegression(max_iter=2000).fit(features["train"][latent], labels)
-            accuracy[latent][factor] = float(classifier.score(features["test"][latent], test[1][factor]))
+        for factor in train[1]:
+            features = {}
+            for part, (means, log_vars) in encoded.items():
+                features[part] = means[latent]
+                if k > 1 and latent != "style":
+                    features[part] = _accumulated(means[latent], log_vars[latent], factors[part][factor], k, rng)
+            classifier = LogisticRegression(max_iter=2000).fit(features["train"], train[1][factor])
+            accuracy[latent][factor] = float(classifier.score(features["test"], test[1][factor]))
     chance = {factor: float(np.bincount(labels).max() / len(labels)) for factor, labels in test[1].items()}
     return {"accuracy": accuracy, "chance": chance}
 
