@@ -6,9 +6,10 @@ import tensorflow as tf
 from mlvae_tf import distributions, grouping
 from mlvae_tf.models.autoencoder import Autoencoder
 
-__all__ = ["MLVAE", "TERMS"]
+__all__ = ["MLVAE", "TERMS", "CONTENT_SAMPLES"]
 
-TERMS = Autoencoder.TERMS  # loss, reconstruction, kl_style, kl_content
+TERMS = Autoencoder.TERMS  # loss, reconstruction, kl_style, kl_content (and cycle, with a cycle_weight)
+CONTENT_SAMPLES = ("observation", "group")
 
 
 @keras.saving.register_keras_serializable(package="mlvae_tf")
@@ -33,6 +34,14 @@ class MLVAE(Autoencoder):
         hidden_units: width of the "mlp" hidden layers.
         observation_scale: standard deviation of the "normal_fixed" likelihood.
         kl_style_weight, kl_content_weight: weights of the KL terms (1 is the ELBO).
+        content_samples: "observation" (one content sample per observation from its group's
+            posterior, Algorithm 1) or "group" (one per group, shared by its members; "product"
+            aggregation only). Beyond the paper, to keep class information out of the style.
+        cycle_weight: weight of the reverse cycle of the cycle-consistent VAE (Jha et al., 2018),
+            0 (the paper's model) by default: a style drawn from the prior is decoded with the
+            contents of two different groups, both decodings are encoded again, and the L1
+            distance between their two style means is added to the loss (logged as `cycle`, per
+            group). Its gradient reaches the encoder only. Beyond the paper, as `content_samples`.
         seed: seed of the sampling noise.
 
     Example:
@@ -43,16 +52,27 @@ class MLVAE(Autoencoder):
 
     def __init__(self, input_shape, content_dim=10, style_dim=10, architecture="mlp", likelihood="bernoulli",
                  aggregation="product", hidden_units=500, observation_scale=1.0, kl_style_weight=1.0,
-                 kl_content_weight=1.0, seed=None, **kwargs):
+                 kl_content_weight=1.0, content_samples="observation", cycle_weight=0.0, seed=None, **kwargs):
         if aggregation not in distributions.AGGREGATIONS:
             raise ValueError(f"`aggregation` must be one of {distributions.AGGREGATIONS}, got {aggregation!r}.")
+        if content_samples not in CONTENT_SAMPLES:
+            raise ValueError(f"`content_samples` must be one of {CONTENT_SAMPLES}, got {content_samples!r}.")
+        if content_samples == "group" and aggregation != "product":
+            raise ValueError("`content_samples='group'` needs aggregation='product' (the mixture samples a member).")
+        if isinstance(cycle_weight, bool) or not isinstance(cycle_weight, (int, float)) or not cycle_weight >= 0:
+            raise ValueError(f"`cycle_weight` must be a number >= 0, got {cycle_weight!r}.")
         super().__init__(input_shape, content_dim=content_dim, style_dim=style_dim, architecture=architecture,
                          likelihood=likelihood, hidden_units=hidden_units, observation_scale=observation_scale,
                          kl_style_weight=kl_style_weight, kl_content_weight=kl_content_weight, seed=seed, **kwargs)
         self.aggregation = aggregation
+        self.content_samples = content_samples
+        self.cycle_weight = float(cycle_weight)
+        if self.cycle_weight:
+            self.trackers["cycle"] = keras.metrics.Mean(name="cycle")
 
     def get_config(self):
-        return {**super().get_config(), "aggregation": self.aggregation}
+        return {**super().get_config(), "aggregation": self.aggregation, "content_samples": self.content_samples,
+                "cycle_weight": self.cycle_weight}
 
     def _aggregate(self, mean, log_var, group_ids, num_groups):
         """The group's content posterior: the product of Normals, or the mixture's moments."""
@@ -90,7 +110,38 @@ class MLVAE(Autoencoder):
         style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
         kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"]) * observed  # [N]
         log_likelihood = self._log_likelihood(images, content, style, is_observed, training=training)  # [N]
-        return self._elbo_terms(log_likelihood, kl_style, kl_content, num_groups)
+        terms = self._elbo_terms(log_likelihood, kl_style, kl_content, num_groups)
+        if not self.cycle_weight:
+            return terms
+        cycle = self._reverse_cycle(encoded, group_ids, num_groups, segments, noise["cycle_style"], observed, training)
+        cycle = tf.reduce_sum(cycle) / tf.cast(num_groups, tf.float32)
+        return {**terms, "loss": terms["loss"] + self.cycle_weight * cycle, "cycle": cycle}
+
+    def _reverse_cycle(self, encoded, group_ids, num_groups, segments, style, observed, training=False):
+        """The reverse cycle (Jha et al., 2018) per observation: `[N]`.
+
+        Observation i's style `style[i]` (drawn from the prior) is decoded with the content of its
+        group g and with that of the next group, g + 1 (mod the batch's groups), each the mean of the
+        group's posterior; both decodings (their means, held constant) are encoded again, and the
+        term is the L1 distance between the two style means. A style that carries no content
+        comes back the same from both. With one group in the batch the two contents are one: 0.
+        """
+        group_mean, _ = grouping.product_of_normals(
+            encoded["content_mean"], encoded["content_log_var"], group_ids, segments)
+        own = tf.maximum(group_ids, 0)
+        other = tf.math.floormod(own + 1, tf.maximum(tf.cast(num_groups, own.dtype), 1))
+        decoded = [tf.stop_gradient(self._decoded_mean(tf.gather(tf.stop_gradient(group_mean), rows), style))
+                   for rows in (own, other)]
+        styles = [self._encode(images, training=training, observed=group_ids >= 0)["style_mean"]
+                  for images in decoded]
+        return tf.reduce_sum(tf.abs(styles[0] - styles[1]), axis=1) * observed
+
+    def _decoded_mean(self, content, style):
+        """The decoder's mean image `[N, *input_shape]` for latents `[N, d]` (`decode_params`'s, unchecked)."""
+        params = self._decode(content, style)
+        if self.likelihood == "bernoulli":
+            return tf.sigmoid(tf.cast(params["logits"], tf.float32))
+        return tf.cast(params["mean"], tf.float32)
 
     def _content(self, mean, log_var, group_ids, segments, noise, component=None):
         """One content sample per observation from its group's posterior (Algorithm 1, step 9),
@@ -107,8 +158,12 @@ class MLVAE(Autoencoder):
         if self.aggregation == "product":
             group_mean, group_log_var = grouping.product_of_normals(mean, log_var, group_ids, segments)
             rows = tf.maximum(group_ids, 0)
+            kl = distributions.kl_standard_normal(group_mean, group_log_var)
+            if self.content_samples == "group":  # one sample per group (noise row g), shared by its members
+                sample = distributions.reparameterize(group_mean, group_log_var, noise[: tf.shape(group_mean)[0]])
+                return tf.gather(sample, rows), kl
             content = distributions.reparameterize(tf.gather(group_mean, rows), tf.gather(group_log_var, rows), noise)
-            return content, distributions.kl_standard_normal(group_mean, group_log_var)
+            return content, kl
         check = tf.debugging.assert_non_negative(
             group_ids, message="aggregation='mixture' takes no padding rows (group id -1): no `pad_to`"
         )
@@ -125,6 +180,9 @@ class MLVAE(Autoencoder):
         if self.aggregation == "mixture":
             seed = tf.random.experimental.stateless_fold_in(seed, 1)
             noise["component"] = tf.random.stateless_uniform((num_observations,), seed, alg="philox")
+        if self.cycle_weight:  # the reverse cycle's styles, from the prior
+            seed = tf.random.experimental.stateless_fold_in(seed, 3)
+            noise["cycle_style"] = tf.random.stateless_normal((num_observations, self.style_dim), seed, alg="philox")
         return noise
 
     def _xla_refusal(self):

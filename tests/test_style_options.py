@@ -1,0 +1,103 @@
+"""The options that keep class information out of the style (issue 16): each term against an
+independent computation, and each exactly the paper's model when off."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mlvae_tf
+from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, random_images
+
+X = random_images(10, seed=2)
+IDS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], np.int32)
+
+
+def _noise(n, cycle=False, seed=0):
+    rng = np.random.default_rng(seed)
+    noise = {"content": tf.constant(rng.normal(size=(n, CONTENT_DIM)), tf.float32),
+             "style": tf.constant(rng.normal(size=(n, STYLE_DIM)), tf.float32)}
+    if cycle:
+        noise["cycle_style"] = tf.constant(rng.normal(size=(n, STYLE_DIM)), tf.float32)
+    return noise
+
+
+def _loss_and_gradients(model, noise):
+    with tf.GradientTape() as tape:
+        terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, training=True, noise=noise)
+    return terms, tape.gradient(terms["loss"], model.trainable_weights)
+
+
+@pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation")])
+def test_an_option_that_is_off_is_the_papers_model(kwargs):
+    plain, option = make_tiny_model(), make_tiny_model(**kwargs)
+    option.set_weights(plain.get_weights())
+    noise = _noise(len(X))
+    (expected, expected_gradients), (got, gradients) = _loss_and_gradients(plain, noise), _loss_and_gradients(option, noise)
+    assert set(got) == set(expected)  # no extra term logged
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-6)
+    for a, b in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_the_reverse_cycle_term_is_the_l1_distance_of_the_re_encoded_styles():
+    model = make_tiny_model(cycle_weight=2.0)
+    noise = _noise(len(X), cycle=True)
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=noise)
+    # NumPy, from the public API: group means, decoded means, re-encoded style means.
+    groups = np.asarray(model.encode_groups(X, IDS)["content_mean"])  # [4, d]
+    style = noise["cycle_style"].numpy()
+    first = np.asarray(model.decode(groups[IDS], style))
+    second = np.asarray(model.decode(groups[(IDS + 1) % 4], style))
+    distance = np.abs(np.asarray(model.encode(first)["style_mean"]) - np.asarray(model.encode(second)["style_mean"]))
+    expected = distance.sum() / 4
+    np.testing.assert_allclose(terms["cycle"], expected, rtol=1e-5)
+    plain = make_tiny_model()
+    plain.set_weights(model.get_weights())
+    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=noise)["loss"]
+    np.testing.assert_allclose(terms["loss"], elbo + 2.0 * expected, rtol=1e-5)
+
+
+def test_the_reverse_cycle_reaches_the_encoder_only():
+    model = make_tiny_model(cycle_weight=1.0)
+    noise = _noise(len(X), cycle=True)
+    with tf.GradientTape() as tape:
+        cycle = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, training=True, noise=noise)["cycle"]
+    decoder, encoder = model.decoder.trainable_weights, model.encoder.trainable_weights
+    gradients = tape.gradient(cycle, decoder + encoder)
+    assert all(g is None for g in gradients[: len(decoder)])
+    assert all(g is not None for g in gradients[len(decoder):]) and sum(np.abs(g).sum() for g in gradients[len(decoder):]) > 0
+
+
+def test_one_content_sample_per_group_is_shared_by_its_members():
+    model = make_tiny_model(content_samples="group")
+    encoded = model.encode(X)
+    noise = _noise(len(X))["content"]
+    content, _ = model._content(encoded["content_mean"], encoded["content_log_var"], tf.constant(IDS), 4, noise)
+    groups = model.encode_groups(X, IDS)
+    expected = groups["content_mean"] + np.exp(0.5 * np.asarray(groups["content_log_var"])) * noise.numpy()[:4]
+    np.testing.assert_allclose(content, np.asarray(expected)[IDS], rtol=1e-5, atol=1e-6)
+
+
+def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
+    model = make_tiny_model(content_samples="group", cycle_weight=0.5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), epochs=2, verbose=0).history
+    assert "cycle" in history and np.isfinite(history["cycle"]).all() and history["cycle"][0] > 0
+    pairs = mlvae_tf.data.to_pairs(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), pad_to=8)
+    xla = make_tiny_model(content_samples="group", cycle_weight=0.5)
+    xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    assert np.isfinite(xla.fit(pairs, epochs=1, verbose=0).history["cycle"]).all()  # the fused XLA path
+    model.save(tmp_path / "m.keras")
+    loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
+    assert (loaded.content_samples, loaded.cycle_weight) == ("group", 0.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(cycle_weight=-1.0), "`cycle_weight` must be a number >= 0"),
+    (dict(content_samples="batch"), "`content_samples` must be one of"),
+    (dict(content_samples="group", aggregation="mixture"), "`content_samples='group'` needs aggregation='product'"),
+])
+def test_bad_option_values_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_tiny_model(**kwargs)
