@@ -86,7 +86,7 @@ def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
     assert "cycle" in history and np.isfinite(history["cycle"]).all() and history["cycle"][0] > 0
     pairs = mlvae_tf.data.to_pairs(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), pad_to=8)
     xla = make_tiny_model(content_samples="group", cycle_weight=0.5)
-    xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=2)
     assert np.isfinite(xla.fit(pairs, epochs=1, verbose=0).history["cycle"]).all()  # the fused XLA path
     model.save(tmp_path / "m.keras")
     loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
