@@ -47,6 +47,8 @@ OPTIONS = [
     ("style 10, reverse cycle, weight 10", ["model.style_dim=10", "model.cycle_weight=10.0"]),
     ("style 10, reverse cycle 10 and one sample per group",
      ["model.style_dim=10", "model.cycle_weight=10.0", "model.content_samples=group"]),
+    ("style 10, critic, weight 1", ["model.style_dim=10", "model.critic_weight=1.0"]),
+    ("style 10, critic, weight 10", ["model.style_dim=10", "model.critic_weight=10.0"]),
 ]
 
 
@@ -75,12 +77,13 @@ def main(argv=None):
     parser.add_argument("--rows", default="all", choices=("all", "default", "options"),
                         help="every setting, the default's, or issue 16's options")
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--match", default="", help="only the settings whose label holds this text")
     args = parser.parse_args(argv)
     if args.rows == "options":
         print("| Setting | content acc. k=1 | content acc. k=K | style acc. k=1 (samples) | style acc. k=1 (means) "
               "| style linear probe | validation -ELBO per group | seconds |")
         print("|---|---|---|---|---|---|---|---|")
-        for label, overrides in OPTIONS:
+        for label, overrides in [(label, o) for label, o in OPTIONS if args.match in label]:
             start = time.time()
             metrics, probe = run(overrides, args.trials, features="both")
             K = str(metrics["settings"]["K"])

@@ -98,6 +98,7 @@ def _schema():
             "inference_steps": _positive_int,  # svi: Adam steps of test-time inference
             "content_samples": _choice("observation", "group"),  # mlvae: one content sample per ...
             "cycle_weight": _non_negative_float,  # mlvae: the reverse cycle's weight (0: the paper's model)
+            "critic_weight": _non_negative_float,  # mlvae: the style critic's weight (0: the paper's model)
         },
         "train": {
             "epochs": _positive_int,
@@ -126,7 +127,7 @@ DEFAULTS = {
     "model": {"kind": "mlvae", "content_dim": 10, "style_dim": 3, "architecture": "mlp", "likelihood": "bernoulli",
               "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,
               "kl_content_weight": 1.0, "penalty_weight": 1.0, "inference_steps": 100,
-              "content_samples": "observation", "cycle_weight": 0.0},
+              "content_samples": "observation", "cycle_weight": 0.0, "critic_weight": 0.0},
     # steps_per_execution: steps per call into TensorFlow (callbacks see every 10th batch); the same
     # training, faster. jit_compile: XLA on padded (images, group_ids) pairs; it pays for the
     # paper's MNIST-size model, not for the 8x8 digits (benchmarks/README.md).

@@ -1,5 +1,6 @@
-"""The options that keep class information out of the style (issue 16): each term against an
-independent computation, and each exactly the paper's model when off."""
+"""The options that keep class information out of the style (one content sample per group, the
+reverse cycle, the critic): each term against an independent computation, and each exactly the
+paper's model when off."""
 
 import keras
 import numpy as np
@@ -28,7 +29,7 @@ def _loss_and_gradients(model, noise):
     return terms, tape.gradient(terms["loss"], model.trainable_weights)
 
 
-@pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation")])
+@pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation"), dict(critic_weight=0.0)])
 def test_an_option_that_is_off_is_the_papers_model(kwargs):
     plain, option = make_tiny_model(), make_tiny_model(**kwargs)
     option.set_weights(plain.get_weights())
@@ -69,6 +70,52 @@ def test_the_reverse_cycle_reaches_the_encoder_only():
     assert all(g is not None for g in gradients[len(decoder):]) and sum(np.abs(g).sum() for g in gradients[len(decoder):]) > 0
 
 
+def _critic_pairs(ids):
+    """The critic's pairs, recomputed in NumPy: the batch sorted by group; each row with the next
+    row (a positive but for a group's last) and with the row its group's size further on."""
+    order = np.argsort(ids, kind="stable")
+    sizes = np.bincount(ids)
+    n = len(ids)
+    near = order[np.minimum(np.arange(n) + 1, n - 1)]
+    far = order[(np.arange(n) + sizes[ids[order]]) % n]
+    return [(order, near), (order, far)]
+
+
+def test_the_critic_term_is_its_cross_entropy_on_the_batchs_pairs():
+    model = make_tiny_model(critic_weight=3.0)
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
+    style = np.asarray(model.encode(X)["style_mean"])
+    losses = []
+    for a, b in _critic_pairs(IDS):
+        keep = a != b
+        features = np.concatenate([np.abs(style[a] - style[b]), style[a] * style[b]], axis=1)[keep]
+        logits = np.asarray(model.critic(features))[:, 0]
+        labels = (IDS[a] == IDS[b])[keep].astype(np.float64)
+        losses.append(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
+    expected = np.concatenate(losses).mean()
+    np.testing.assert_allclose(terms["critic"], expected, rtol=1e-5)
+    plain = make_tiny_model()
+    plain.set_weights(model.get_weights()[: len(plain.get_weights())])
+    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["loss"]
+    np.testing.assert_allclose(terms["loss"], elbo + len(X) / 4 * expected, rtol=1e-5)
+
+
+def test_the_critic_learns_and_the_encoder_gets_its_gradient_reversed():
+    model = make_tiny_model(critic_weight=3.0)
+    weights = model.encoder.trainable_weights + model.critic.trainable_weights
+    with tf.GradientTape() as tape:
+        critic = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["critic"]
+    reversed_gradients = tape.gradient(critic, weights)
+    with tf.GradientTape() as tape:  # the same cross-entropy, no reversal
+        direct = model._critic_cross_entropy(model._encode(tf.constant(X))["style_mean"], tf.constant(IDS), 4)
+    gradients = tape.gradient(direct, weights)
+    encoder = len(model.encoder.trainable_weights)
+    for got, expected in zip(reversed_gradients[:encoder], gradients[:encoder]):
+        np.testing.assert_allclose(got, -3.0 * np.asarray(expected), rtol=1e-4, atol=1e-7)
+    for got, expected in zip(reversed_gradients[encoder:], gradients[encoder:]):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_one_content_sample_per_group_is_shared_by_its_members():
     model = make_tiny_model(content_samples="group")
     encoded = model.encode(X)
@@ -80,21 +127,25 @@ def test_one_content_sample_per_group_is_shared_by_its_members():
 
 
 def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
-    model = make_tiny_model(content_samples="group", cycle_weight=0.5)
+    model = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), epochs=2, verbose=0).history
     assert "cycle" in history and np.isfinite(history["cycle"]).all() and history["cycle"][0] > 0
+    assert 0 < history["critic"][0] < 5
     pairs = mlvae_tf.data.to_pairs(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), pad_to=8)
-    xla = make_tiny_model(content_samples="group", cycle_weight=0.5)
+    xla = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0)
     xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=2)
-    assert np.isfinite(xla.fit(pairs, epochs=1, verbose=0).history["cycle"]).all()  # the fused XLA path
+    xla_history = xla.fit(pairs, epochs=1, verbose=0).history  # the fused XLA path
+    assert np.isfinite(xla_history["cycle"]).all() and np.isfinite(xla_history["critic"]).all()
     model.save(tmp_path / "m.keras")
     loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
-    assert (loaded.content_samples, loaded.cycle_weight) == ("group", 0.5)
+    assert (loaded.content_samples, loaded.cycle_weight, loaded.critic_weight) == ("group", 0.5, 1.0)
+    np.testing.assert_allclose(loaded.critic.get_weights()[0], model.critic.get_weights()[0])
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(cycle_weight=-1.0), "`cycle_weight` must be a number >= 0"),
+    (dict(critic_weight="1"), "`critic_weight` must be a number >= 0"),
     (dict(content_samples="batch"), "`content_samples` must be one of"),
     (dict(content_samples="group", aggregation="mixture"), "`content_samples='group'` needs aggregation='product'"),
 ])
