@@ -52,6 +52,7 @@ OPTIONS = [
     ("style 10, critic, weight 10", ["model.style_dim=10", "model.critic_weight=10.0"]),
     ("style 10, critic, weight 30", ["model.style_dim=10", "model.critic_weight=30.0"]),
     ("style 10, critic, weight 100", ["model.style_dim=10", "model.critic_weight=100.0"]),
+    ("style 10, critic, weight 1000", ["model.style_dim=10", "model.critic_weight=1000.0"]),
 ]
 
 

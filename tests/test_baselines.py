@@ -214,14 +214,14 @@ def test_compare_trains_every_model_and_writes_the_table_figure_and_json(tmp_pat
                                   "--set", "evaluate.K=3", "--set", "evaluate.ks=[1, 3]")
     assert status == 0, err[-2000:]
     report = json.loads((out / "compare.json").read_text())["results"]
-    assert list(report) == ["ML-VAE", "ML-VAE, mixture", "VAE", "Regularised VAE", "SVI"]
+    assert list(report) == ["ML-VAE", "ML-VAE, mixture", "ML-VAE, critic", "VAE", "Regularised VAE", "SVI"]
     for name, result in report.items():
         assert result["training"]["epochs"] == 1 and (out / "models").exists(), name
         assert 0.0 <= result["protocol"]["content_accuracy"]["1"]["mean"] <= 1.0
     assert report["SVI"]["inference"]["steps"] == 5 and "whole_latent" in report["VAE"]
     assert len(report["Regularised VAE"]["content_kl_per_dimension"]) == 10
     table = (out / "compare.md").read_text().splitlines()
-    assert len(table) == 2 + 6  # header, rule, five models and the VAE's whole latent
+    assert len(table) == 2 + 7  # header, rule, six models and the VAE's whole latent
     row = next(line for line in table if line.startswith("| SVI |"))
     assert f"{report['SVI']['protocol']['content_accuracy']['1']['mean']:.3f}" in row and "5 Adam steps" in row
     for name in ("figure6c.png", "training.png", "svi_swap_grid.png"):
