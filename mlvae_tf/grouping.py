@@ -21,6 +21,7 @@ __all__ = [
     "sample_mixture_components",
     "mixture_log_prob",
     "consecutive_pairs",
+    "near_and_far",
 ]
 
 # Per-observation log-variances are clamped to this range before any exp(): precisions stay
@@ -174,3 +175,29 @@ def consecutive_pairs(group_ids, num_groups):
     is_pair = (position % 2 == 0) & (position + 1 < tf.gather(sizes, sorted_key)) & (sorted_key < num_groups)
     second = tf.gather(order, tf.minimum(tf.range(n) + 1, n - 1))
     return order, second, is_pair, tf.minimum(sorted_key, num_groups - 1)
+
+
+def near_and_far(group_ids, segments):
+    """Two partners for every observation, for pairs that share a group and pairs that do not.
+
+    The batch sorted by group (padding rows last): row p's near partner is row p + 1 (its group's
+    next member, but for a group's last), its far partner the row as many places further on as its
+    group is large (another group's, unless the batch has one group), cyclically.
+
+    Args:
+        group_ids: int32 `[N]` in `[0, segments)`, or -1 for a padding row.
+        segments: scalar int >= the number of groups (a constant under XLA: the batch size).
+
+    Returns:
+        `(order, near, far)`, int32 `[N]` each: rows `order[p]` and `near[p]`, and `order[p]` and
+        `far[p]`, are the pairs (a row can be its own partner at the end of the batch).
+    """
+    n = tf.shape(group_ids)[0]
+    segments = tf.cast(segments, tf.int32)
+    key = tf.where(group_ids >= 0, group_ids, segments)  # padding rows sorted last
+    order = tf.argsort(key, stable=True)  # [N]
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(key), key, segments + 1)  # [segments + 1]
+    position = tf.range(n)
+    near = tf.gather(order, tf.minimum(position + 1, n - 1))
+    far = tf.gather(order, tf.math.floormod(position + tf.gather(sizes, tf.gather(key, order)), n))
+    return order, near, far

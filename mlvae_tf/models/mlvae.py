@@ -8,6 +8,9 @@ from mlvae_tf.models.autoencoder import Autoencoder
 
 __all__ = ["MLVAE", "TERMS", "CONTENT_SAMPLES"]
 
+TERMS = Autoencoder.TERMS  # loss, reconstruction, kl_style, kl_content (and cycle, critic with their weights)
+CONTENT_SAMPLES = ("observation", "group")
+
 
 @tf.custom_gradient
 def _reverse_gradient_op(x, scale):
@@ -17,9 +20,6 @@ def _reverse_gradient_op(x, scale):
 def _reverse_gradient(x, scale):
     """`x`, with its gradient multiplied by `-scale` (a critic's gradient turned against the encoder)."""
     return _reverse_gradient_op(x, tf.constant(scale, x.dtype))
-
-TERMS = Autoencoder.TERMS  # loss, reconstruction, kl_style, kl_content (and cycle, with a cycle_weight)
-CONTENT_SAMPLES = ("observation", "group")
 
 
 @keras.saving.register_keras_serializable(package="mlvae_tf")
@@ -147,21 +147,12 @@ class MLVAE(Autoencoder):
     def _critic_cross_entropy(self, style, group_ids, segments):
         """The critic's mean cross-entropy on pairs of the batch's style means `style` `[N, style_dim]`.
 
-        Each observation is paired with the next member of its group (a positive pair, for all but
-        a group's last member) and with the member as many places further on as its group is
-        large (a negative, another group's): the batch sorted by group, both about balanced. The
-        label is whether the two group ids are equal; padding rows are in no pair. `segments` (at
-        least the number of groups) sizes the per-group counts, a constant under XLA.
+        Each observation is paired with its two partners of `grouping.near_and_far` (about half of
+        the pairs share a group); the label is whether the two group ids are equal, and padding
+        rows are in no pair.
         """
         group_ids = tf.cast(group_ids, tf.int32)
-        n = tf.shape(group_ids)[0]
-        segments = tf.cast(segments, tf.int32)
-        key = tf.where(group_ids >= 0, group_ids, segments)  # padding rows sorted last
-        order = tf.argsort(key, stable=True)  # [N]
-        sizes = tf.math.unsorted_segment_sum(tf.ones_like(key), key, segments + 1)  # [segments + 1]
-        position = tf.range(n)
-        near = tf.gather(order, tf.minimum(position + 1, n - 1))
-        far = tf.gather(order, tf.math.floormod(position + tf.gather(sizes, tf.gather(key, order)), n))
+        order, near, far = grouping.near_and_far(group_ids, segments)
         losses, weights = [], []
         for partner in (near, far):
             first, second = tf.gather(style, order), tf.gather(style, partner)
@@ -178,7 +169,7 @@ class MLVAE(Autoencoder):
 
         Observation i's style `style[i]` (drawn from the prior) is decoded with the content of its
         group g and with that of the next group, g + 1 (mod the batch's groups), each the mean of the
-        group's posterior; both decodings (their means, held constant) are encoded again, and the
+        group's product of Normals; both decodings (their means, held constant) are encoded again, and the
         term is the L1 distance between the two style means. A style that carries no content
         comes back the same from both. With one group in the batch the two contents are one: 0.
         """
