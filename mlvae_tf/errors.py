@@ -2,7 +2,9 @@
 mlvae_tf.evaluate`, `python -m export`, `mlvae compare`); the library never imports the commands.
 
 A command's error is one line, `prog: error: ...`, and a non-zero exit status: 2 for a bad
-argument (argparse's convention), 1 for input that cannot be used.
+argument (argparse's convention), 1 for input that cannot be used. The commands check what they
+can before TensorFlow is imported (`import_tensorflow`, which also keeps its start-up notes off
+the terminal), so that `--help` and argument errors answer at once.
 """
 
 import argparse
