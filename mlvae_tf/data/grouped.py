@@ -200,6 +200,8 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
     if not isinstance(groupings, dict) or not groupings:
         raise ValueError(f"`groupings` must be a non-empty dict {{name: labels}}, got {type(groupings).__name__}.")
+    if np.ndim(x) < 2:
+        raise ValueError(f"`x` must have shape [N, *input_shape], got shape {np.shape(x)}.")
     images = validation.check_images(np.asarray(x), np.shape(x)[1:], name="x")
     columns = []
     for name, labels in groupings.items():
