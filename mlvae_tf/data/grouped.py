@@ -172,7 +172,7 @@ def _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_rem
 
 
 def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None, shuffle=True, seed=None,
-                          drop_remainder=False):
+                          drop_remainder=False, pad_to=None):
     """Batches for several groupings at once (`mlvae_tf.MultiLevelVAE`): `(images [N, ...], group_ids
     int32 [N, K])` pairs, column k the batch's ids of grouping k.
 
@@ -189,6 +189,9 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
         groupings: dict `{name: [N] labels}` (integers or strings), the first the batching grouping.
         groups_per_batch, max_group_size, shuffle, seed, drop_remainder: as in `grouped_dataset`,
             for the first grouping.
+        pad_to: `None`, or the number of observations of every batch, as in `to_pairs`: padding
+            rows are zero images with id -1 in every column, so that XLA compiles the step once
+            (`largest_batch(first_grouping_labels, groups_per_batch, max_group_size)`).
 
     Returns:
         `tf.data.Dataset` of pairs, with known cardinality.
@@ -198,6 +201,8 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
         ...                            max_group_size=10, seed=0)
     """
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    if pad_to is not None:
+        pad_to = validation.check_positive_int(pad_to, "pad_to")
     if not isinstance(groupings, dict) or not groupings:
         raise ValueError(f"`groupings` must be a non-empty dict {{name: labels}}, got {type(groupings).__name__}.")
     if np.ndim(x) < 2:
@@ -218,7 +223,7 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
         ids = [tf.cast(members.value_rowids(), tf.int32)]  # the first grouping: its chunks are the groups
         labels = tf.gather(others, index)  # [N, K - 1]
         ids += [tf.unique(labels[:, k], out_idx=tf.int32)[1] for k in range(len(columns) - 1)]
-        return tf.gather(images, index), tf.stack(ids, axis=1)
+        return _padded(tf.gather(images, index), tf.stack(ids, axis=1), pad_to)
 
     ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
@@ -309,21 +314,27 @@ def to_pairs(dataset, pad_to=None):
         pad_to = validation.check_positive_int(pad_to, "pad_to")
 
     def pair(groups):
-        images, group_ids = groups.flat_values, tf.cast(groups.value_rowids(), tf.int32)
-        if pad_to is None:
-            return images, group_ids
-        extra = pad_to - tf.shape(images)[0]
-        check = tf.debugging.assert_non_negative(
-            extra, message=f"`dataset` {validation.BATCH_RULES['pad_to']} ({pad_to}); pass pad_to=largest_batch(...)"
-        )
-        with tf.control_dependencies([check]):
-            extra = tf.identity(extra)  # every pad waits for the check, so its message is the one raised
-        images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
-        group_ids = tf.pad(group_ids, [[0, extra]], constant_values=-1)
-        return tf.ensure_shape(images, [pad_to, *images.shape[1:]]), tf.ensure_shape(group_ids, [pad_to])
+        return _padded(groups.flat_values, tf.cast(groups.value_rowids(), tf.int32), pad_to)
 
     pairs = dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return pairs.prefetch(tf.data.AUTOTUNE)  # the step then takes a ready batch, never waits on the map
+
+
+def _padded(images, group_ids, pad_to):
+    """A pair batch `(images [n, ...], group_ids [n] or [n, K])` padded to `pad_to` rows (zero
+    images, id -1), or as it is when `pad_to` is None."""
+    if pad_to is None:
+        return images, group_ids
+    extra = pad_to - tf.shape(images)[0]
+    check = tf.debugging.assert_non_negative(
+        extra, message=f"`dataset` {validation.BATCH_RULES['pad_to']} ({pad_to}); pass pad_to=largest_batch(...)"
+    )
+    with tf.control_dependencies([check]):
+        extra = tf.identity(extra)  # every pad waits for the check, so its message is the one raised
+    images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
+    group_ids = tf.pad(group_ids, [[0, extra]] + [[0, 0]] * (group_ids.shape.rank - 1), constant_values=-1)
+    return (tf.ensure_shape(images, [pad_to, *images.shape[1:]]),
+            tf.ensure_shape(group_ids, [pad_to, *group_ids.shape[1:]]))
 
 
 def largest_batch(group_ids, groups_per_batch, max_group_size=None):
