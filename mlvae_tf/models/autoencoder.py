@@ -143,6 +143,10 @@ class Autoencoder(GroupedModel):
         content = validation.check_latent(content, self.content_dim, "content")
         style = validation.check_latent(style, self.style_dim, "style")
         content = validation.check_same_rows(content, style, ("content", "style"))
+        return self._decoded_params(content, style)
+
+    def _decoded_params(self, content, style):
+        """`decode_params` on latents that are known to be good (no checks)."""
         params = {name: tf.cast(value, tf.float32) for name, value in self._decode(content, style).items()}
         if self.likelihood == "bernoulli":
             return {"mean": tf.sigmoid(params["logits"])}

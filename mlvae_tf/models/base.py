@@ -168,6 +168,12 @@ class GroupedModel(keras.Model):
         """None: a batch's group ids are a vector `[N]`; K: an `[N, K]` matrix, K groupings."""
         return None
 
+    @staticmethod
+    def _first_grouping(group_ids):
+        """The ids `[N]` of a batch's (first) grouping: `group_ids` `[N]`, or column 0 of `[N, K]`;
+        it decides the padding rows (-1) and the number of groups the loss is divided by."""
+        return group_ids if group_ids.shape.rank == 1 else group_ids[:, 0]
+
     def _fused(self, step_function, keras_function):
         """`keras_function`, or under XLA with several steps per execution, the fused executions."""
         if self.jit_compile is True and self.steps_per_execution > 1 and not self.run_eagerly:
@@ -202,8 +208,7 @@ class GroupedModel(keras.Model):
                  "to_pairs)."])
             with tf.control_dependencies([check]):
                 group_ids = tf.identity(group_ids)
-            first = group_ids if group_ids.shape.rank == 1 else group_ids[:, 0]  # several groupings: [N, K]
-            return images, group_ids, tf.reduce_max(first) + 1, size
+            return images, group_ids, tf.reduce_max(self._first_grouping(group_ids)) + 1, size
         raise ValueError(
             "A batch of groups must be a tf.RaggedTensor [groups, (observations), *input_shape] or a pair "
             f"(images, group_ids); got {type(data).__name__}."

@@ -107,7 +107,8 @@ class MLVAE(Autoencoder):
         """The terms of eq. 5 on flat observations (see `mlvae_tf.losses.average_group_elbo`).
 
         Args:
-            images: `[N, *input_shape]`; group_ids: int32 `[N]` (-1: a padding row, left out);
+            images: `[N, *input_shape]`; group_ids: int32 `[N]` (-1: a padding row, left out), or
+                `[N, K]` for a `MultiLevelVAE`'s K groupings (column 0 decides padding and `num_groups`);
             num_groups: scalar, the number of groups (the loss is per group).
             noise: optional dict of standard noise `content` `[N, content_dim]`, `style`
                 `[N, style_dim]` and, for the mixture, `component` uniform `[N]`; drawn when omitted.
@@ -116,22 +117,25 @@ class MLVAE(Autoencoder):
                 the pair form passes the batch size.
 
         Returns:
-            dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content`.
+            dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content`, and each option's
+            term (`cycle`, `critic`) or each grouping's content KL (`kl_<grouping>`).
         """
         # Padding rows (`to_pairs(pad_to=...)`) have group id -1: segment sums drop them, batch
         # normalisation leaves them out of its statistics, and their terms are masked out below.
-        is_observed = group_ids >= 0  # [N]
+        group_ids = tf.convert_to_tensor(group_ids)
+        is_observed = self._first_grouping(group_ids) >= 0  # [N]
         observed = tf.cast(is_observed, tf.float32)
         encoded = self._encode(images, training=training, observed=is_observed)
         if noise is None:
             noise = self._draw_noise(tf.shape(images)[0])
-        segments = num_groups if num_segments is None else num_segments
-        content, kl_content = self._content(encoded["content_mean"], encoded["content_log_var"], group_ids, segments,
-                                            noise["content"], noise.get("component"))
+        content, kls = self._sample_contents(encoded, group_ids, num_groups, num_segments, noise)
         style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
         kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"]) * observed  # [N]
         log_likelihood = self._log_likelihood(images, content, style, is_observed, training=training)  # [N]
-        terms = self._elbo_terms(log_likelihood, kl_style, kl_content, num_groups)
+        terms = self._elbo_terms(log_likelihood, kl_style, tf.concat(list(kls.values()), 0), num_groups)
+        if self._groupings_in_batch() is not None:  # a `MultiLevelVAE`: each grouping's KL, per group of the first
+            terms.update({f"kl_{name}": tf.reduce_sum(kl) / tf.cast(num_groups, tf.float32) for name, kl in kls.items()})
+        segments = num_groups if num_segments is None else num_segments
         if self.cycle_weight:
             cycle = self._reverse_cycle(encoded, group_ids, num_groups, segments, noise["cycle_style"], observed,
                                         training)
@@ -143,6 +147,14 @@ class MLVAE(Autoencoder):
             per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)  # on the ELBO's per-group scale
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
         return terms
+
+    def _sample_contents(self, encoded, group_ids, num_groups, num_segments, noise):
+        """The content of every observation `[N, content_dim]` (`_content`) and each group's content
+        KL, by latent: `{"content": [segments]}` (a `MultiLevelVAE` has one per grouping)."""
+        segments = num_groups if num_segments is None else num_segments
+        content, kl = self._content(encoded["content_mean"], encoded["content_log_var"], group_ids, segments,
+                                    noise["content"], noise.get("component"))
+        return content, {"content": kl}
 
     def _critic_cross_entropy(self, style, group_ids, segments):
         """The critic's mean cross-entropy on pairs of the batch's style means `style` `[N, style_dim]`.
@@ -156,8 +168,8 @@ class MLVAE(Autoencoder):
         losses, weights = [], []
         for partner in (near, far):
             first, second = tf.gather(style, order), tf.gather(style, partner)
-            logits = self.critic(tf.concat([tf.abs(first - second), first * second], axis=1))[:, 0]
             a, b = tf.gather(group_ids, order), tf.gather(group_ids, partner)
+            logits = self.critic(tf.concat([tf.abs(first - second), first * second], axis=1))[:, 0]
             labels = tf.cast(tf.equal(a, b), tf.float32)
             losses.append(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
             weights.append(tf.cast((a >= 0) & (b >= 0) & (order != partner), tf.float32))
@@ -177,18 +189,11 @@ class MLVAE(Autoencoder):
             encoded["content_mean"], encoded["content_log_var"], group_ids, segments)
         own = tf.maximum(group_ids, 0)
         other = tf.math.floormod(own + 1, tf.maximum(tf.cast(num_groups, own.dtype), 1))
-        decoded = [tf.stop_gradient(self._decoded_mean(tf.gather(tf.stop_gradient(group_mean), rows), style))
+        decoded = [tf.stop_gradient(self._decoded_params(tf.gather(group_mean, rows), style)["mean"])
                    for rows in (own, other)]
         styles = [self._encode(images, training=training, observed=group_ids >= 0)["style_mean"]
                   for images in decoded]
         return tf.reduce_sum(tf.abs(styles[0] - styles[1]), axis=1) * observed
-
-    def _decoded_mean(self, content, style):
-        """The decoder's mean image `[N, *input_shape]` for latents `[N, d]` (`decode_params`'s, unchecked)."""
-        params = self._decode(content, style)
-        if self.likelihood == "bernoulli":
-            return tf.sigmoid(tf.cast(params["logits"], tf.float32))
-        return tf.cast(params["mean"], tf.float32)
 
     def _content(self, mean, log_var, group_ids, segments, noise, component=None):
         """One content sample per observation from its group's posterior (Algorithm 1, step 9),
@@ -220,13 +225,15 @@ class MLVAE(Autoencoder):
         return content, distributions.mixture_kl_standard_normal(content, mean, log_var, group_ids, segments)
 
     def _draw_noise(self, num_observations):
-        """`Autoencoder._draw_noise`, and for the mixture `component` uniform `[N]` (which member's
-        Normal each content sample comes from)."""
+        """`Autoencoder._draw_noise`, and for the mixture `component` uniform `[N]` (`[N, K]` with K
+        groupings: which member's Normal each content sample comes from)."""
         seed = tf.cast(self.seed_generator.next(), tf.int32)
         noise = super()._draw_noise(num_observations, seed)
-        if self.aggregation == "mixture":
+        if self.aggregation == "mixture":  # one choice of member per observation (and grouping)
+            groupings = self._groupings_in_batch()
+            shape = (num_observations,) if groupings is None else (num_observations, groupings)
             seed = tf.random.experimental.stateless_fold_in(seed, 1)
-            noise["component"] = tf.random.stateless_uniform((num_observations,), seed, alg="philox")
+            noise["component"] = tf.random.stateless_uniform(shape, seed, alg="philox")
         if self.cycle_weight:  # the reverse cycle's styles, from the prior
             seed = tf.random.experimental.stateless_fold_in(seed, 3)
             noise["cycle_style"] = tf.random.stateless_normal((num_observations, self.style_dim), seed, alg="philox")

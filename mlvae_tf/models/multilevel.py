@@ -24,7 +24,7 @@ import itertools
 import keras
 import tensorflow as tf
 
-from mlvae_tf import distributions, validation
+from mlvae_tf import validation
 from mlvae_tf.models.mlvae import MLVAE
 
 __all__ = ["MultiLevelVAE"]
@@ -101,26 +101,11 @@ class MultiLevelVAE(MLVAE):
                 encoded["content_mean"][:, a:b], encoded["content_log_var"][:, a:b], ids, num_groups)
         return out
 
-    def compute_elbo_terms(self, images, group_ids, num_groups, training=False, noise=None, num_segments=None):
-        """The terms of the objective (module docstring) on flat observations.
-
-        Args:
-            images: `[N, *input_shape]`; group_ids: int32 `[N, K]` (a row of -1: padding);
-            num_groups: scalar, the number of groups of the first grouping (the loss is per group).
-            noise: optional dict of standard noise `content` `[N, content_dim]`, `style`
-                `[N, style_dim]` and, for the mixture, `component` uniform `[N, K]`.
-            num_segments: rows of the per-group tensors, `>=` every grouping's number of groups
-                (each grouping's own when omitted).
-
-        Returns:
-            dict of scalars `loss`, `reconstruction`, `kl_style`, `kl_content` (all groupings) and
-            `kl_<grouping>` for each, all per group of the first grouping.
-        """
-        group_ids = tf.convert_to_tensor(group_ids)
-        is_observed = group_ids[:, 0] >= 0  # [N]
-        encoded = self._encode(images, training=training, observed=is_observed)
-        if noise is None:
-            noise = self._draw_noise(tf.shape(images)[0])
+    def _sample_contents(self, encoded, group_ids, num_groups, num_segments, noise):
+        """Each grouping's content sample per observation, concatenated `[N, content_dim]`, and each
+        grouping's content KL per group, `{grouping: [segments]}` (`MLVAE._content` on its slice and
+        its column of `group_ids` `[N, K]`; `segments` is each grouping's own number of groups when
+        `num_segments` is None)."""
         contents, kls = [], {}
         for k, (name, (a, b)) in enumerate(self.content_slices.items()):
             ids = group_ids[:, k]
@@ -129,14 +114,7 @@ class MultiLevelVAE(MLVAE):
             content, kls[name] = self._content(encoded["content_mean"][:, a:b], encoded["content_log_var"][:, a:b],
                                                ids, segments, noise["content"][:, a:b], component)
             contents.append(content)
-        content = tf.concat(contents, axis=1)
-        style = distributions.reparameterize(encoded["style_mean"], encoded["style_log_var"], noise["style"])
-        kl_style = distributions.kl_standard_normal(encoded["style_mean"], encoded["style_log_var"])
-        kl_style *= tf.cast(is_observed, tf.float32)  # [N]
-        log_likelihood = self._log_likelihood(images, content, style, is_observed, training=training)  # [N]
-        terms = self._elbo_terms(log_likelihood, kl_style, tf.concat(list(kls.values()), 0), num_groups)
-        per_group = tf.cast(num_groups, tf.float32)
-        return {**terms, **{f"kl_{name}": tf.reduce_sum(kl) / per_group for name, kl in kls.items()}}
+        return tf.concat(contents, axis=1), kls
 
     def _columns(self, group_ids):
         """`{grouping: ids [N]}` from a dict or an `[N, K]` array."""
@@ -153,11 +131,3 @@ class MultiLevelVAE(MLVAE):
 
     def _groupings_in_batch(self):
         return len(self.groupings)
-
-    def _draw_noise(self, num_observations):
-        noise = super()._draw_noise(num_observations)
-        if self.aggregation == "mixture":  # one choice of member per observation and grouping
-            seed = tf.random.experimental.stateless_fold_in(tf.cast(self.seed_generator.next(), tf.int32), 2)
-            noise["component"] = tf.random.stateless_uniform((num_observations, len(self.groupings)), seed,
-                                                             alg="philox")
-        return noise
