@@ -139,12 +139,17 @@ def _guard_group_ids(group_ids, num_groups=None, num_observations=None):
     n = tf.shape(group_ids)[0]
     if num_groups is None:
         num_groups = tf.maximum(tf.reduce_max(group_ids) + 1, 0)
-    # Out-of-range ids are counted in an extra segment: ONNX Runtime's scatter rejects them.
-    inside = tf.clip_by_value(group_ids, 0, num_groups)
-    sizes = tf.math.unsorted_segment_sum(tf.ones_like(group_ids), inside, num_groups + 1)[:-1]  # [G]
-    valid = tf.reduce_all([n > 0, tf.reduce_all(group_ids >= 0), tf.reduce_all(group_ids < num_groups),
-                           tf.reduce_all(sizes > 0), n == (n if num_observations is None else num_observations)])
+    valid = (n > 0) & _ids_valid(group_ids, num_groups) & (n == (n if num_observations is None else num_observations))
     return guard(group_ids, valid, GROUP_IDS_RULE, GUARD_SCOPE), num_groups
+
+
+def _ids_valid(ids, num_groups):
+    """Whether `ids` `[n]` are integers in [0, num_groups) with every group non-empty, in ops that
+    tf2onnx converts. Out-of-range ids are counted in an extra segment (ONNX Runtime's scatter
+    rejects them), so the cost is `O(n + num_groups)` whatever the ids."""
+    inside = tf.clip_by_value(ids, 0, num_groups)
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(ids), inside, num_groups + 1)[:-1]  # [num_groups]
+    return tf.reduce_all(ids >= 0) & tf.reduce_all(ids < num_groups) & tf.reduce_all(sizes > 0)
 
 
 def check_latent(x, dim, name):
@@ -244,7 +249,7 @@ def check_batches(dataset, input_shape, name, groupings=None):
             n = tf.shape(ids)[0]
             columns = [ids] if groupings is None else [ids[:, k] for k in range(groupings)]
             rules = {"lengths": tf.equal(tf.shape(images)[0], n),
-                     "ids": tf.reduce_all([_ids_valid(column, n) for column in columns])}
+                     "ids": tf.reduce_all([_pair_ids_valid(column, n) for column in columns])}
         rules["finite"] = tf.reduce_all(tf.math.is_finite(images))
         checks = [tf.debugging.Assert(ok, [f"`{name}` {BATCH_RULES[rule]}."]) for rule, ok in rules.items()]
         with tf.control_dependencies(checks):
@@ -253,11 +258,11 @@ def check_batches(dataset, input_shape, name, groupings=None):
     return dataset.map(checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _ids_valid(ids, n):
-    """Whether a pair batch's ids `[n]` are in [0, G), every group non-empty, or -1 (padding)."""
-    real = tf.clip_by_value(tf.boolean_mask(ids, ids >= 0), 0, n)  # labels as ids fail below, cheaply
-    sizes = tf.math.bincount(real, minlength=tf.reduce_max(tf.concat([[-1], real], 0)) + 1)  # [G]
-    return tf.reduce_all(ids >= -1) & tf.reduce_all(ids < n) & tf.reduce_all(sizes > 0)
+def _pair_ids_valid(ids, n):
+    """Whether a pair batch's ids `[n]` are those of its groups, [0, G) with G <= n and every
+    group non-empty, or -1 (padding rows)."""
+    real = tf.boolean_mask(ids, ids != -1)
+    return _ids_valid(real, tf.minimum(tf.reduce_max(tf.concat([[-1], real], 0)) + 1, n))
 
 
 def batch_error(error):
