@@ -236,7 +236,7 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
                          f"{', '.join(f'data.{key}={settings[key]!r}' for _, key in differs)}); the evaluation takes "
                          "the run's own split")
     try:
-        ks = [int(k) for k in args.ks.split(",")] if args.ks else protocol.get("ks", [1, 2, 5, 10])
+        ks = [int(k) for k in args.ks.split(",")] if args.ks else protocol.get("ks")
     except ValueError:
         parser.error(f"--ks must be comma-separated integers, got {args.ks!r}")
     K = args.K if args.K is not None else protocol.get("K")
@@ -247,6 +247,9 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
 
     out = args.out or os.path.join("reports", name)
     model = load_model(args.model, parser)
+    if getattr(model, "groupings", None):
+        parser.exit(1, f"{prog}: error: --model: a MultiLevelVAE has one content per grouping; evaluate it with "
+                       "mlvae_tf.evaluation.latent_factor_accuracy (python -m benchmarks.groupings)\n")
     try:
         splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"],
                                            data_dir=settings.get("data_dir"))
@@ -256,6 +259,9 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
         parser.exit(1, f"{prog}: error: the model takes images of shape {tuple(model.input_shape)}, but data "
                        f"{settings['name']!r} has {tuple(splits['test'][0].shape[1:])}: pass the data set it was "
                        "trained on (--data)\n")
+    if ks is None:  # neither --ks nor a config: 1, 2, 5, 10 where the test classes allow, and K
+        largest = K or mlvae_tf.evaluation.largest_K(splits["test"][1])
+        ks = sorted({k for k in (1, 2, 5, 10) if k <= largest} | {largest})
     try:
         metrics = evaluate(model, splits["train"], splits["test"], out, K=K, ks=ks, trials=trials,
                            features=features, seed=args.seed, unseen_groups=args.unseen_groups,

@@ -206,3 +206,31 @@ def test_commands_print_no_tensorflow_startup_notes(tmp_path):
                   tmp_path, "--formats", "savedmodel"], cwd=ROOT)
     assert "Exported" in result.stdout
     assert not any(note in result.stderr for note in ("oneDNN", "cuda", "absl", "I0000")), result.stderr
+
+
+def test_evaluate_without_a_config_picks_evidence_sizes_the_test_classes_allow(tmp_path, capsys):
+    """A saved model with no run folder, `--data digits`: the digits' smallest test class allows
+    K = 6, so the evidence sizes are 1, 2, 5 and 6 (10 would be refused)."""
+    import json
+
+    from tests.conftest import make_tiny_model, random_images
+
+    model = make_tiny_model()
+    model.encode(random_images(1))
+    model.save(tmp_path / "tiny.keras")
+    status, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "tiny.keras", "--data", "digits",
+                               "--trials", 1, "--out", tmp_path / "report")
+    assert status == 0, err[-2000:]
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["settings"]["K"] == 6 and list(metrics["content_accuracy"]) == ["1", "2", "5", "6"]
+
+
+def test_evaluate_refuses_a_model_with_several_groupings_in_one_line(tmp_path, capsys):
+    import mlvae_tf
+    from tests.conftest import random_images
+
+    model = mlvae_tf.MultiLevelVAE(input_shape=(8, 8, 1), content_dims={"a": 2, "b": 2}, style_dim=2, hidden_units=5)
+    model.encode(random_images(1))
+    model.save(tmp_path / "multi.keras")
+    status, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "multi.keras", "--data", "digits")
+    assert_one_line_error(status, err, "--model: a MultiLevelVAE has one content per grouping")
