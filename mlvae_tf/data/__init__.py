@@ -14,10 +14,11 @@ from mlvae_tf.data.grouped import (
     split_validation,
     to_pairs,
 )
+from mlvae_tf.data.replicas import distribute
 from mlvae_tf.data.idx import fashion_mnist_splits, load_fashion_mnist, read_idx
 from mlvae_tf.data.splits import load_splits
 from mlvae_tf.data.tfds import DataUnavailableError, from_tfds, load_tfds_arrays, mnist_datasets, mnist_splits
 
-__all__ = ["grouped_dataset", "multi_grouped_dataset", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation", "group_index", "load_digits", "digits_splits",
+__all__ = ["grouped_dataset", "multi_grouped_dataset", "distribute", "to_pairs", "largest_batch", "split_groups", "split_observations", "split_validation", "group_index", "load_digits", "digits_splits",
            "DIGITS_SPLIT", "from_tfds", "load_tfds_arrays", "mnist_datasets", "mnist_splits", "load_splits", "read_idx", "load_fashion_mnist", "fashion_mnist_splits",
            "DataUnavailableError"]

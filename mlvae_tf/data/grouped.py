@@ -337,9 +337,15 @@ def _padded(images, group_ids, pad_to):
             tf.ensure_shape(group_ids, [pad_to, *group_ids.shape[1:]]))
 
 
-def largest_batch(group_ids, groups_per_batch, max_group_size=None):
+def largest_batch(group_ids, groups_per_batch, max_group_size=None, num_replicas=1):
     """The most observations a `grouped_dataset` batch of these groups can hold: the sum of the
-    `groups_per_batch` largest groups (chunks of at most `max_group_size`). For `to_pairs(pad_to=...)`."""
+    `groups_per_batch` largest groups (chunks of at most `max_group_size`). For `to_pairs(pad_to=...)`.
+
+    With `num_replicas` R > 1, the most one replica's part of such a batch can hold
+    (`mlvae_tf.data.distribute(pad_to=...)`): `floor((L + (R - 1) M) / R)` for the whole batch's
+    bound L and the largest group M, the bound of the greedy balance (`replicas.balance`)."""
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
+    num_replicas = validation.check_positive_int(num_replicas, "num_replicas")
     lengths = np.sort(_chunks(group_ids, max_group_size)[1])
-    return int(lengths[-groups_per_batch:].sum())
+    whole = int(lengths[-groups_per_batch:].sum())
+    return min(whole, (whole + (num_replicas - 1) * int(lengths[-1])) // num_replicas)

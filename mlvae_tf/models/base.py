@@ -13,12 +13,14 @@ A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inf
 
 import contextlib
 import os
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mlvae_tf import execution, validation
+from mlvae_tf.data import replicas
 from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
@@ -117,10 +119,12 @@ class GroupedModel(keras.Model):
         """`keras.Model.fit` on a `tf.data.Dataset` of batches of whole groups.
 
         Arrays are refused: Keras would cut them into batches that split groups. Use
-        `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs.
+        `mlvae_tf.data.grouped_dataset`, or a dataset of `(images, group_ids)` pairs. Under a
+        `tf.distribute` strategy of several replicas, each replica gets whole groups of every
+        batch (`mlvae_tf.data.distribute`), and the loss is the global batch's average group ELBO.
         """
         datasets = (("x", x), ("validation_data", kwargs.get("validation_data")))
-        x, validation_data = self._check_batches(datasets)
+        x, validation_data = map(self._distributed, self._check_batches(datasets))
         if validation_data is not None:
             kwargs["validation_data"] = validation_data
         with _batch_errors():
@@ -129,7 +133,7 @@ class GroupedModel(keras.Model):
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
         if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
-            (x,) = self._check_batches([("x", x)])
+            (x,) = map(self._distributed, self._check_batches([("x", x)]))
         with _batch_errors():
             return super().evaluate(x, *args, **kwargs)
 
@@ -144,21 +148,45 @@ class GroupedModel(keras.Model):
     def train_step(self, data):
         images, group_ids, num_groups, segments = self._unpack(data)
         with tf.GradientTape() as tape:
-            terms = self.compute_elbo_terms(images, group_ids, num_groups, training=True, num_segments=segments)
-            loss = self.optimizer.scale_loss(terms["loss"] + sum(self.losses))
+            terms = self.compute_elbo_terms(images, group_ids, tf.maximum(num_groups, 1), training=True,
+                                            num_segments=segments)
+            loss = terms["loss"] + sum(self.losses)
+            replicas = tf.distribute.get_replica_context()
+            if replicas is not None and replicas.num_replicas_in_sync > 1:  # the optimizer sums the gradients
+                groups = tf.cast(num_groups, loss.dtype)
+                loss = terms["loss"] * groups / replicas.all_reduce(tf.distribute.ReduceOp.SUM, groups) + sum(self.losses) / \
+                    replicas.num_replicas_in_sync
+            loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self._update_trackers(terms, num_groups)
 
     def test_step(self, data):
         images, group_ids, num_groups, segments = self._unpack(data)
-        terms = self.compute_elbo_terms(images, group_ids, num_groups, training=False, num_segments=segments)
+        terms = self.compute_elbo_terms(images, group_ids, tf.maximum(num_groups, 1), training=False,
+                                        num_segments=segments)
         return self._update_trackers(terms, num_groups)
 
     def predict_step(self, data):
         return self._encode(self._unpack(data)[0])  # the per-observation posteriors, as `encode`
 
     # Helpers.
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds the optimizer under the model's strategy. The models are built when constructed;
+        Keras's version would first average a batch across replicas, which fails for ragged
+        batches and for replicas of different batch sizes."""
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def _distributed(self, batches):
+        """`batches`, or under a strategy of several replicas, a distributed dataset whose replicas
+        each get whole groups of every batch (`mlvae_tf.data.distribute`)."""
+        strategy = self.distribute_strategy
+        if isinstance(batches, tf.data.Dataset) and strategy.num_replicas_in_sync > 1:
+            return replicas.distribute(batches, strategy)
+        return batches
 
     def _xla_refusal(self):
         """Why XLA cannot compile this model's step ("needs ..."), or None."""
@@ -236,6 +264,15 @@ class GroupedModel(keras.Model):
                 batches = validation.check_batches(batches, self.input_shape, name, self._groupings_in_batch())
             checked.append(batches)
         if not self.compiled:
+            return checked
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if replicas > 1 and self.jit_compile:
+            warnings.warn(
+                f"XLA is off under a tf.distribute strategy of {replicas} replicas: Keras compiles the replicas' "
+                "steps as one program, which cannot reach the other devices' variables. The steps run in graph "
+                "mode.", stacklevel=3)
+            self.jit_compile = False
+            self.train_function = self.test_function = None
             return checked
         if getattr(self, "_auto_jit", None) is not None:
             jit_compile = self._auto_jit and not ragged
