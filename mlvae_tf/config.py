@@ -109,6 +109,7 @@ def _schema():
             "steps_per_execution": _positive_int,
             "checkpoint_every": _positive_int,
             "keep_checkpoints": _positive_int,
+            "strategy": _choice("none", "mirrored", "multi_worker"),  # tf.distribute (README, "Several devices")
         },
         "evaluate": {  # the classifier protocol of supplement 3.1 (mlvae_tf.evaluation.compute_protocol)
             "K": _optional_positive_int,
@@ -134,7 +135,8 @@ DEFAULTS = {
     # checkpoint_every, keep_checkpoints: a checkpoint every N epochs, the last few kept (with
     # best.keras): 5 x 9.8 MB for the paper's MNIST model, whatever the number of epochs.
     "train": {"epochs": 120, "learning_rate": 1e-3, "seed": 0, "grid_every": 10, "jit_compile": False,
-              "steps_per_execution": 10, "checkpoint_every": 1, "keep_checkpoints": 5},
+              "steps_per_execution": 10, "checkpoint_every": 1, "keep_checkpoints": 5,
+              "strategy": "none"},
     # K: test images per class in each of the classifier's three sets; null: the largest the test
     # classes allow, at most the paper's 100. The digits' smallest test class has 18 images: K = 6.
     "evaluate": {"K": 6, "ks": [1, 2, 3, 6], "trials": 5, "features": "sample"},

@@ -13,6 +13,7 @@ is refused (`ResumeError`) unless `fresh=True` starts a new run.
 import glob
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -24,17 +25,53 @@ from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import readable_scale, swap_grid, tile
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
-__all__ = ["train", "build", "make_model", "DivergedError", "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
+__all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError", "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):
     """An interrupted run exists whose config differs from the one asked for."""
 
 
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy of `train.strategy`: "none" (TensorFlow's default, one
+    device), "mirrored" (every local GPU, or the CPU) or "multi_worker" (the machines of
+    `TF_CONFIG`; create it before any other TensorFlow work)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run: always, but under several workers only the chief (the
+    `TF_CONFIG` task "chief", or worker 0 where there is none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
 class Backup(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` whose backup is not deleted when training ends: `train` deletes it once
     the final model is written. With `double_checkpoint=True` it keeps the previous epoch's state
-    too, which it restores when a kill truncated the latest one."""
+    too, which it restores when a kill truncated the latest one. With `write=False` (a worker that
+    is not the chief) it restores the chief's backup and writes nothing."""
+
+    def __init__(self, backup_dir, write=True, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.write = write
+
+    def _save_model(self):
+        if self.write:
+            super()._save_model()
 
     def on_train_end(self, logs=None):
         pass
@@ -231,28 +268,51 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
     An interrupted run of the same name resumes if its config is `config`; `fresh` starts a new
     run instead (the interrupted run's folder is kept, its backup moved into it).
 
+    `train.strategy` spreads the steps over devices (`make_strategy`), each replica given whole
+    groups. Under "multi_worker" every worker runs `train` with the same config and its own
+    `TF_CONFIG`; only the chief writes the run folder, the others write to temporary folders
+    that are removed, and all restore the chief's backup (`runs_dir` on a file system all read).
+
     Returns:
-        `(run_dir, history dict)`; the trained model is `run_dir/model.keras`.
+        `(run_dir, history dict)`; the trained model is `run_dir/model.keras` (a worker that is not
+        the chief returns its removed temporary folder).
 
     Raises:
         ResumeError: an interrupted run's config differs from `config` and `fresh` is False.
         DivergedError: the training loss became NaN or infinite.
     """
     data, settings = config["data"], config["train"]
+    strategy = make_strategy(settings["strategy"])  # first: a multi-worker strategy needs it
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
     keras.utils.set_random_seed(settings["seed"])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    model, train_ds, val_ds = build(config, splits, epoch=epoch)  # before the run folder: a failure leaves none
-    run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
+    with strategy.scope():
+        model, train_ds, val_ds = build(config, splits, epoch=epoch)  # before the run folder: a failure leaves none
+    chief = is_chief(strategy)
+    if chief:
+        run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
+    else:  # another worker: the same steps, its files in a folder removed at the end; the chief's backup
+        run_dir, backup = tempfile.mkdtemp(prefix="mlvae-worker-"), os.path.join(runs_dir, config["name"], ".backup")
+        resumed = os.path.exists(os.path.join(backup, "training_metadata.json"))
+    try:
+        return _fit(model, train_ds, val_ds, epoch, splits, settings, run_dir, backup, resumed, chief, verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _fit(model, train_ds, val_ds, epoch, splits, settings, run_dir, backup, resumed, chief, verbose):
+    """`train`'s callbacks and `fit`, writing in `run_dir`; returns `(run_dir, history dict)`."""
     logs = os.path.join(run_dir, "logs")
     divergence = StopOnDivergence()
     final = os.path.join(run_dir, "model.keras")
-    restore = Backup(backup, double_checkpoint=True)
+    restore = Backup(backup, write=chief, double_checkpoint=True)
 
     def finish(logs):
         if divergence.epoch is None:
             model.save(final)
-        keras.callbacks.BackupAndRestore.on_train_end(restore, logs)  # the backup goes once the model is saved
+        if chief:  # the backup goes once the model is saved
+            keras.callbacks.BackupAndRestore.on_train_end(restore, logs)
 
     callbacks = [
         restore,
@@ -270,7 +330,7 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
         # resumes at the end and writes it again.
         keras.callbacks.LambdaCallback(on_train_end=finish),
     ]
-    if resumed:
+    if resumed and chief:
         print(f"Resuming the interrupted run in {run_dir}")
     history = model.fit(train_ds, validation_data=val_ds, epochs=settings["epochs"], callbacks=callbacks,
                         verbose=verbose)

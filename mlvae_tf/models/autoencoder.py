@@ -179,7 +179,7 @@ class Autoencoder(GroupedModel):
         from `seed` (int32 `[2]`; default: the seed generator's next). Philox is named explicitly:
         under XLA on the CPU, the auto-selected algorithm's key derivation makes each draw about
         ten times slower (benchmarks/README.md)."""
-        seed = tf.cast(self.seed_generator.next(), tf.int32) if seed is None else seed
+        seed = self._next_seed() if seed is None else seed
         both = tf.random.stateless_normal(
             (num_observations, self.content_dim + self.style_dim), seed, alg="philox"
         )

@@ -180,6 +180,15 @@ class GroupedModel(keras.Model):
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
 
+    def _next_seed(self):
+        """A step's noise seed, int32 `[2]`: the seed generator's next, folded under several
+        replicas with the replica's id, so that replicas do not draw the same noise."""
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            seed = tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
+        return seed
+
     def _distributed(self, batches):
         """`batches`, or under a strategy of several replicas, a distributed dataset whose replicas
         each get whole groups of every batch (`mlvae_tf.data.distribute`)."""
@@ -289,7 +298,20 @@ class GroupedModel(keras.Model):
         return checked
 
     def _update_trackers(self, terms, num_groups):
+        """Adds a step's terms to the trackers; returns their per-group averages so far, over the
+        global batches under several replicas (the same on every replica)."""
         weight = tf.cast(num_groups, tf.float32)  # epoch averages are per group
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name], sample_weight=weight)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
+                [tf.stack([tf.convert_to_tensor(t.total), tf.convert_to_tensor(t.count)]) for t in self.trackers.values()]))
+            logs = {name: tf.math.divide_no_nan(sums[i, 0], sums[i, 1]) for i, name in enumerate(self.trackers)}
+            strategy = tf.distribute.get_strategy()
+            if getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+                # Keras averages the replicas' logs along an axis 0 that scalars lack under several
+                # workers (tensorflow/tensorflow#72388): give them one.
+                logs = {name: value[None] for name, value in logs.items()}
+            return logs
         return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -227,7 +227,7 @@ class MLVAE(Autoencoder):
     def _draw_noise(self, num_observations):
         """`Autoencoder._draw_noise`, and for the mixture `component` uniform `[N]` (`[N, K]` with K
         groupings: which member's Normal each content sample comes from)."""
-        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        seed = self._next_seed()
         noise = super()._draw_noise(num_observations, seed)
         if self.aggregation == "mixture":  # one choice of member per observation (and grouping)
             groupings = self._groupings_in_batch()

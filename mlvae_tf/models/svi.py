@@ -149,7 +149,7 @@ class SVI(Autoencoder):
         params = [tf.zeros([num_groups, self.content_dim]), tf.fill([num_groups, self.content_dim], _INITIAL_LOG_VAR),
                   tf.zeros([n, self.style_dim]), tf.fill([n, self.style_dim], _INITIAL_LOG_VAR)]
         moments = [tf.zeros_like(p) for p in params] + [tf.zeros_like(p) for p in params]
-        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        seed = self._next_seed()
         beta_1, beta_2, rate = 0.9, 0.999, self.inference_learning_rate
         for step in tf.range(steps):
             noise = self._draw_noise(n, tf.random.experimental.stateless_fold_in(seed, step))
