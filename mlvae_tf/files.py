@@ -1,10 +1,12 @@
 """Files written whole or not at all (a temporary file in the same folder, renamed into place),
-and model files read with no code run."""
+model files read with no code run, and scratch folders that do not outlive their process."""
 
 import contextlib
 import os
+import shutil
+import tempfile
 
-__all__ = ["atomic_path", "load_model", "ModelFileError"]
+__all__ = ["atomic_path", "load_model", "scratch_folder", "ModelFileError"]
 
 
 class ModelFileError(ValueError):
@@ -65,6 +67,24 @@ def _remove_stale_temporaries(folder, base, extension):
         if entry.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, entry))
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix="mlvae-worker-"):
+    """A folder `<temporary directory>/<prefix><pid>` that is removed when the block ends; those
+    of processes that are gone (killed before they could remove theirs) are removed first."""
+    root = tempfile.gettempdir()
+    for entry in os.listdir(root):
+        pid = entry[len(prefix):]
+        if entry.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    folder = os.path.join(root, f"{prefix}{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid):

@@ -10,10 +10,10 @@ the same config, picks up the same run folder at the epoch where it stopped; a d
 is refused (`ResumeError`) unless `fresh=True` starts a new run.
 """
 
+import contextlib
 import glob
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -23,6 +23,7 @@ import yaml
 
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
 from mlvae_tf.evaluation import readable_scale, swap_grid, tile
+from mlvae_tf.files import scratch_folder
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
 __all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError", "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
@@ -289,16 +290,13 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
     with strategy.scope():
         model, train_ds, val_ds = build(config, splits, epoch=epoch)  # before the run folder: a failure leaves none
     chief = is_chief(strategy)
-    if chief:
-        run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
-    else:  # another worker: the same steps, its files in a folder removed at the end; the chief's backup
-        run_dir, backup = tempfile.mkdtemp(prefix="mlvae-worker-"), os.path.join(runs_dir, config["name"], ".backup")
-        resumed = os.path.exists(os.path.join(backup, "training_metadata.json"))
-    try:
+    with contextlib.ExitStack() as stack:
+        if chief:
+            run_dir, backup, resumed = _run_dir(runs_dir, config, fresh=fresh)
+        else:  # another worker: the same steps, its files in a scratch folder; the chief's backup
+            run_dir, backup = stack.enter_context(scratch_folder()), os.path.join(runs_dir, config["name"], ".backup")
+            resumed = os.path.exists(os.path.join(backup, "training_metadata.json"))
         return _fit(model, train_ds, val_ds, epoch, splits, settings, run_dir, backup, resumed, chief, verbose)
-    finally:
-        if not chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _fit(model, train_ds, val_ds, epoch, splits, settings, run_dir, backup, resumed, chief, verbose):

@@ -1,6 +1,10 @@
 """tf.distribute: whole groups per replica, the global batch's loss, and several workers."""
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +15,7 @@ import tensorflow as tf
 from mlvae_tf.data import grouped_dataset, largest_batch, to_pairs
 from mlvae_tf.data.replicas import balance, distribute, replica_batch
 
-from .conftest import run
+from .conftest import child, run, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -125,3 +129,58 @@ def test_no_replica_ever_receives_part_of_a_group(two_replicas, case):
     for step in steps:
         assert sorted(group for part in step["replicas"] for group in part) == sorted(step["global"])
         assert all(part for part in step["replicas"]) or len(step["global"]) < len(step["replicas"])
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(stack, runs, out, env, slow=False):
+    """The two workers of tests/fixtures/worker_run.py on two fresh ports of 127.0.0.1, killed
+    when `stack` closes."""
+    ports = _free_ports(2)
+    return [stack.enter_context(child(
+        [sys.executable, FIXTURES / "worker_run.py", index, *ports, runs, out] + (["slow"] if slow else []),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for index in range(2)]
+
+
+@pytest.mark.slow
+def test_two_workers_resume_from_the_backup_after_a_kill_and_end_with_identical_weights(tmp_path):
+    """`mlvae_tf.training.train` under `train.strategy=multi_worker`, two processes on 127.0.0.1:
+    killed mid-run (both, as a lost machine takes the collective down) and started again, they
+    resume from the chief's last backup; only the chief's run folder stays."""
+    runs, out, scratch = tmp_path / "runs", tmp_path / "out", tmp_path / "tmp"
+    out.mkdir()
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    metadata = runs / "digits" / ".backup" / "training_metadata.json"
+
+    def backed_up():
+        return metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2
+
+    with contextlib.ExitStack() as stack:
+        chief, _ = _start_workers(stack, runs, out, env, slow=True)
+        wait_for(backed_up, chief, timeout=300)
+    resumed_at = json.loads(metadata.read_text())["epoch"]
+    assert resumed_at < 6 and not list(out.iterdir())  # killed mid-run
+    with contextlib.ExitStack() as stack:
+        workers = _start_workers(stack, runs, out, env)
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "Resuming the interrupted run" in outputs[0][0]
+    ran = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+    assert [r["epochs"] for r in ran] == [6 - resumed_at] * 2  # the epochs left, not all six
+    run_dir = Path(ran[0]["run_dir"])
+    epochs = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 6  # no epoch run twice
+    assert (run_dir / "model.keras").exists() and not metadata.parent.exists()
+    assert os.listdir(runs / "digits") == [run_dir.name] and not list(scratch.glob("mlvae-worker-*"))  # the worker's files went
+    weights = [np.load(out / f"weights_{index}.npz") for index in range(2)]
+    for name in weights[0].files:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name])
