@@ -6,9 +6,11 @@ The paper's MNIST ML-VAE (input 784, hidden 500, content and style 10, Bernoulli
 Adam), random images, a global batch of `--groups` groups of `--group-size` (the same for every
 worker count: strong scaling), each worker's replica given whole groups. Each worker process gets
 `cores / workers` threads. Prints one JSON line per worker count: global observations per second
-(median over steps after a warm-up), the efficiency per worker against one worker, and the bytes
-that each step's gradient all-reduce moves (the model's float32 gradients; a ring all-reduce sends
-and receives about 2 (W - 1) / W of them per worker).
+(median over steps after a warm-up), the speedup and the efficiency per worker against one worker,
+the median step, the bytes that each step's gradient all-reduce moves (the model's float32
+gradients; a ring all-reduce sends and receives about 2 (W - 1) / W of them per worker) and the
+time of that all-reduce alone. On one machine the workers share its cores: the ideal speedup is
+1, and what is lost is the cost of running in several processes and of the all-reduce.
 """
 
 import argparse
@@ -51,9 +53,21 @@ def _worker(index, ports, groups, group_size, steps, threads):
     clock = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: times.append(time.perf_counter()))
     model.fit(batches, epochs=1, verbose=0, callbacks=[clock])
     step = statistics.median(np.diff(times[5:]))
+
+    @tf.function
+    def all_reduce():  # the step's gradient all-reduce alone, on tensors of the gradients' shapes
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.ones(w.shape) for w in model.trainable_weights]))
+
+    reduce_times = []
+    for _ in range(12):
+        started = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), strategy.experimental_local_results(all_reduce()))
+        reduce_times.append(time.perf_counter() - started)
     if index == 0:
         gradient_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        print(json.dumps({"step_s": step, "gradient_bytes": gradient_bytes}))
+        print(json.dumps({"step_s": step, "gradient_bytes": gradient_bytes,
+                          "all_reduce_s": statistics.median(reduce_times[2:])}))
 
 
 def _free_ports(count):
@@ -101,7 +115,10 @@ def main():
         throughput = args.groups * args.group_size / result["step_s"]
         base = base or throughput
         print(json.dumps({"workers": workers, "obs_per_s": round(throughput, 1),
+                          "speedup": round(throughput / base, 3),
                           "efficiency_per_worker": round(throughput / base / workers, 3),
+                          "step_ms": round(1e3 * result["step_s"], 1),
+                          "all_reduce_ms": round(1e3 * result["all_reduce_s"], 1),
                           "gradient_mb_per_step": round(result["gradient_bytes"] / 1e6, 2),
                           "ring_mb_per_worker_per_step": round(2 * (workers - 1) / workers
                                                                * result["gradient_bytes"] / 1e6, 2),

@@ -184,3 +184,14 @@ def test_two_workers_resume_from_the_backup_after_a_kill_and_end_with_identical_
     weights = [np.load(out / f"weights_{index}.npz") for index in range(2)]
     for name in weights[0].files:
         np.testing.assert_array_equal(weights[0][name], weights[1][name])
+
+
+def test_the_strategy_setting_is_checked():
+    from mlvae_tf import config, training
+
+    with pytest.raises(config.ConfigError, match="train.strategy"):
+        config.load_config(overrides=["train.strategy=horovod"])
+    with pytest.raises(ValueError, match="`strategy` must be one of"):
+        training.make_strategy("horovod")
+    assert training.is_chief(training.make_strategy("none"))
+    assert isinstance(training.make_strategy("mirrored"), tf.distribute.MirroredStrategy)

@@ -33,3 +33,4 @@ def test_readme_python_blocks_run(exported, tmp_path, monkeypatch):
     assert (tmp_path / "m.keras").exists()
     assert namespace["svi_groups"]["content_mean"].shape == (3, 10)  # the baselines block
     assert {type(m).__name__ for m in namespace["baselines"].values()} == {"VAE", "RegularisedVAE", "SVI"}
+    assert namespace["spread"].distribute_strategy is namespace["strategy"]  # the tf.distribute block
