@@ -14,6 +14,7 @@ padded batch trains exactly as the same batch without padding. In inference mode
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 __all__ = ["ARCHITECTURES", "build_encoder", "build_decoder", "validate_architecture"]
@@ -39,13 +40,33 @@ def _crelu(x):
     return ops.concatenate([ops.relu(x), ops.relu(-x)], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="mlvae_tf")
+class MaskedBatchNormalization(layers.BatchNormalization):
+    """`BatchNormalization` whose masked batch statistics are those of the global batch under a
+    `tf.distribute` strategy of several replicas (Keras's `synchronized=True` ignores a mask), so
+    that a step on several replicas is the one-device step; otherwise Keras's layer."""
+
+    def _moments(self, inputs, mask):
+        context = tf.distribute.get_replica_context()
+        if mask is None or context is None or context.num_replicas_in_sync == 1:
+            return super()._moments(inputs, mask)
+        observed = ops.broadcast_to(ops.cast(ops.expand_dims(mask, -1), "bool"), ops.shape(inputs))
+        axes = self._reduction_axes
+        total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [
+            ops.sum(ops.where(observed, inputs, 0.0), axes), ops.sum(ops.cast(observed, inputs.dtype), axes)])
+        mean = total / (count + keras.config.epsilon())  # [C]
+        squares = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                     ops.sum(ops.where(observed, ops.square(inputs - mean), 0.0), axes))
+        return mean, squares / (count + keras.config.epsilon())
+
+
 def _batch_norm(h, observed):
     """`BatchNormalization` of `h` `[N, ..., C]` whose batch statistics count only observed rows.
 
     Keras attaches the mask to the layer's output; the activation that follows is an op (`ops.relu`,
     `_crelu`), not a layer, so the mask stops there instead of reaching layers that cannot take it."""
     mask = ops.reshape(observed, (-1,) + (1,) * (len(h.shape) - 2))  # [N, 1, ...], broadcast by the layer
-    return layers.BatchNormalization()(h, mask=mask)
+    return MaskedBatchNormalization()(h, mask=mask)
 
 
 def _bounded_log_var(x):

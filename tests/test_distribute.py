@@ -109,14 +109,16 @@ CASES = ["ragged", "ragged_unequal", "pairs_unequal", "padded_unequal"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + ["conv64_padded"])
 def test_two_replicas_take_the_one_device_step_on_the_global_batch(two_replicas, case):
     """SGD (where Adam's first step, lr * sign(g), would hide a wrong gradient scale): the weights
-    after one step agree to 1e-5 while the step moved them by far more; the logged terms and
-    `evaluate` are the global batch's per-group averages."""
+    after one step agree to 1e-5 (of the step, for conv64's large one) while the step moved them
+    by far more; the logged terms and `evaluate` are the global batch's per-group averages.
+    conv64: its batch statistics are the global batch's (`networks.MaskedBatchNormalization`;
+    each replica's own statistics give weights 350 apart)."""
     result = two_replicas[case]
     assert result["moved"] > 0.1
-    assert result["weights"] < 1e-5
+    assert result["weights"] < 1e-5 * max(1.0, result["moved"])
     assert result["logs"] < 1e-4 and result["evaluate"] < 1e-4
 
 
