@@ -1,7 +1,11 @@
 """Training throughput of the paper's MNIST ML-VAE through `model.fit` on a grouped `tf.data` pipeline.
 
 python -m benchmarks.train_throughput --groups 64 --group-size 10 --steps 60
+    [--jit | --graph] [--steps-per-execution K] [--architecture conv64]
     [--group-sizes 1,10,100,skewed] [--compare-torch PYTHON [--torch-script PATH] [--pairs 3]]
+
+Without `--jit` or `--graph` it measures the package's default path: `compile()` with its defaults,
+`fit` on `grouped_dataset`'s batches as they are (issue 18).
 
 The workload (issue 7): input 784 (28x28x1), hidden 500, content and style 10, Normal likelihood
 of unit variance, Adam 1e-3, float32 random inputs. Prints JSON lines: one with `obs_per_s`
@@ -59,8 +63,14 @@ class _KerasLoopMLVAE(mlvae_tf.MLVAE):
         return keras_function
 
 
+NETWORKS = {  # architecture: (input shape, latent size, likelihood); conv64 is the paper's MS-Celeb-1M network
+    "mlp": (INPUT_SHAPE, LATENT, "normal_fixed"),
+    "conv64": ((64, 64, 3), 50, "normal"),
+}
+
+
 def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False):
+                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp"):
     """A warmed-up model and its repeated pipeline, on batches whose groups have `sizes`; returns
     `timed_round(steps)`, the observations per second of one `fit` call of `steps` steps.
 
@@ -69,24 +79,34 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     every batch holds exactly `sizes`. With `jit`, the ragged batches become `(images, group_ids)`
     pairs of one size inside tf.data (shuffled ones padded to the largest batch), and the step is
     compiled with XLA (with `keras_loop`, one call into XLA per step, as Keras runs it, instead of
-    one per execution). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
+    one per execution). With `path="default"`, the model is compiled with the package's defaults and
+    fed `grouped_dataset`'s batches as they are, as the README trains (`jit` and
+    `steps_per_execution` unused). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
     the step's own speed, without the pipeline's work on the same cores. A round is timed from
     its first to its last executed step, so a fit call's set-up is not counted.
     """
     keras.utils.set_random_seed(seed)
     per_batch = sum(sizes)
     labels = np.repeat(np.arange(len(sizes) * epoch_batches), np.tile(sizes, epoch_batches))
-    x = np.random.default_rng(seed).uniform(size=(len(labels), *INPUT_SHAPE)).astype(np.float32)
-    ds = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=shuffle, seed=seed).repeat()
-    if jit:  # one shape for one XLA program: shuffled batches of unequal groups padded to the largest
+    input_shape, latent, likelihood = NETWORKS[architecture]
+    x = np.random.default_rng(seed).uniform(size=(len(labels), *input_shape)).astype(np.float32)
+    grouped = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=shuffle, seed=seed)
+    ds = grouped.repeat()  # rounds of `steps_per_epoch` steps
+    ds._largest_batch = grouped._largest_batch  # as fit gets grouped_dataset's own output, epochs at a time
+    if jit and path != "default":  # one shape for one XLA program: shuffled batches of unequal groups padded to the largest
         pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else per_batch
         ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)
     if constant:
         ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
     model_class = _KerasLoopMLVAE if keras_loop else mlvae_tf.MLVAE
-    model = model_class(input_shape=INPUT_SHAPE, content_dim=LATENT, style_dim=LATENT, hidden_units=HIDDEN,
-                        likelihood="normal_fixed", observation_scale=1.0, aggregation=aggregation, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
+    model = model_class(input_shape=input_shape, content_dim=latent, style_dim=latent, hidden_units=HIDDEN,
+                        likelihood=likelihood, observation_scale=1.0, aggregation=aggregation, seed=seed,
+                        architecture=architecture)
+    if path == "default":
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        steps_per_execution = model.steps_per_execution
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
     model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
 
     def timed_round(steps):
@@ -171,7 +191,12 @@ def main(argv=None):
     parser.add_argument("--no-bound", action="store_true", help="skip the GEMM bound (for interleaved runs)")
     parser.add_argument("--aggregation", default="product", choices=("product", "mixture"))
     parser.add_argument("--jit", action="store_true", help="(images, group_ids) pairs and an XLA-compiled step")
-    parser.add_argument("--steps-per-execution", type=int, default=1, help="`compile(steps_per_execution=...)`")
+    parser.add_argument("--graph", action="store_true", help="graph mode: compile(jit_compile=False)")
+    parser.add_argument("--steps-per-execution", type=int, default=None,
+                        help="`compile(steps_per_execution=...)` with --jit or --graph (default 1)")
+    parser.add_argument("--architecture", default="mlp", choices=tuple(NETWORKS),
+                        help="conv64: the paper's MS-Celeb-1M network, 64x64x3, d = 50, Normal likelihood "
+                             "(use --groups 16 --group-size 4; the GEMM bound is the mlp's, so it is skipped)")
     parser.add_argument("--no-shuffle", action="store_true",
                         help="the same batches every epoch (default: new batches each epoch, as users train)")
     parser.add_argument("--keras-loop", action="store_true",
@@ -179,16 +204,20 @@ def main(argv=None):
     parser.add_argument("--constant-batch", action="store_true",
                         help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
     args = parser.parse_args(argv)
+    path = "flags" if args.jit or args.graph else "default"  # no flags: the package's default path
+    args.steps_per_execution = args.steps_per_execution or (10 if path == "default" else 1)
+    args.no_bound = args.no_bound or args.architecture != "mlp"
     if args.steps % args.steps_per_execution:
         parser.error("--steps must be a multiple of --steps-per-execution (rounds are timed per execution)")
     observations = args.groups * args.group_size
     settings = {"groups": args.groups, "group_size": args.group_size, "steps": args.steps, "warmup": args.warmup,
                 "rounds": args.rounds, "steps_per_execution": args.steps_per_execution,
                 "shuffle": not args.no_shuffle, "constant_batch": args.constant_batch,
-                "input": int(np.prod(INPUT_SHAPE)), "hidden": HIDDEN, "latent": LATENT,
+                "input": int(np.prod(NETWORKS[args.architecture][0])), "hidden": HIDDEN,
+                "latent": NETWORKS[args.architecture][1],
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution,
-                "keras_loop": args.keras_loop}
+                "keras_loop": args.keras_loop, "path": path, "architecture": args.architecture}
 
     bounds = []
     between = None
@@ -226,7 +255,8 @@ def main(argv=None):
         ours_cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--groups", str(args.groups),
                     "--group-size", str(args.group_size), "--steps", str(args.steps), "--no-bound", "--rounds", "1",
                     "--steps-per-execution", str(args.steps_per_execution)]
-        ours_cmd += (["--jit"] if args.jit else []) + (["--no-shuffle"] if args.no_shuffle else [])
+        ours_cmd += (["--jit"] if args.jit else []) + (["--graph"] if args.graph else [])
+        ours_cmd += ["--no-shuffle"] if args.no_shuffle else []
         ours_cmd += ["--keras-loop"] if args.keras_loop else []
         torch_cmd = [args.compare_torch, args.torch_script, "--groups", str(args.groups), "--group-size",
                      str(args.group_size), "--steps", str(args.steps)]

@@ -9,10 +9,10 @@ steps in one XLA program, a loop over the batches.
 
 import tensorflow as tf
 
-__all__ = ["fused_function"]
+__all__ = ["fused_function", "static"]
 
 
-def _static(spec):
+def static(spec):
     """Whether every batch of this `element_spec` has one shape (what one XLA program needs)."""
     return all(isinstance(s, tf.TensorSpec) and s.shape.is_fully_defined() for s in tf.nest.flatten(spec))
 
@@ -60,7 +60,7 @@ def fused_function(model, step_function, fallback):
         return count, tf.cond(count > 0, run, results)
 
     def function(iterator):
-        if not (isinstance(iterator, tf.data.Iterator) and _static(iterator.element_spec)):
+        if not (isinstance(iterator, tf.data.Iterator) and static(iterator.element_spec)):
             return fallback(iterator)
         count, logs = execution(iterator)
         if count == 0:

@@ -250,7 +250,7 @@ def build(config, splits, epoch=None):
     batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
     train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch, **batches)
     val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
-    if settings["jit_compile"]:  # XLA compiles the pair form, padded to one batch size (one compilation)
+    if settings["jit_compile"] is True:  # XLA compiles the pair form, padded to one batch size (one compilation)
         train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
                             for ds, part in ((train_ds, "train"), (val_ds, "val")))
     model = make_model(config["model"], splits["train"], seed=settings["seed"])

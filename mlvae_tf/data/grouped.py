@@ -135,8 +135,9 @@ def grouped_dataset(
     # One gather per batch: [groups, (members), *input_shape].
     ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())  # the fast path's pad size
+    return ds
 
 
 def _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch):
@@ -226,7 +227,9 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
         return _padded(tf.gather(images, index), tf.stack(ids, axis=1), pad_to)
 
     ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())  # the fast path's pad size
+    return ds
 
 
 def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
@@ -318,6 +321,16 @@ def to_pairs(dataset, pad_to=None):
 
     pairs = dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return pairs.prefetch(tf.data.AUTOTUNE)  # the step then takes a ready batch, never waits on the map
+
+
+def padded_pairs(dataset, pad_to):
+    """Ragged batches of groups (`to_pairs`) or pairs `(images, group_ids [N] or [N, K])` as pairs
+    padded to `pad_to` rows: what `fit` feeds XLA on its default path."""
+    if isinstance(dataset.element_spec, tf.RaggedTensorSpec):
+        return to_pairs(dataset, pad_to=pad_to)
+    padded = dataset.map(lambda images, group_ids: _padded(images, group_ids, pad_to),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return padded.prefetch(tf.data.AUTOTUNE)
 
 
 def _padded(images, group_ids, pad_to):

@@ -12,8 +12,8 @@ A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inf
 """
 
 import contextlib
+import logging
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from mlvae_tf import execution, validation
 from mlvae_tf.data import replicas
+from mlvae_tf.data.grouped import padded_pairs
 from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
@@ -77,23 +78,48 @@ class GroupedModel(keras.Model):
             if not overwrite and os.path.exists(path):
                 raise FileExistsError(f"{path} exists and `overwrite` is False.")
 
-    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
-        """`keras.Model.compile` with XLA off by default.
+    def compile(self, optimizer="adam", jit_compile="auto", steps_per_execution=None, **kwargs):
+        """`keras.Model.compile`, by default on the fastest path measured for the model and device.
+
+        `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
+        execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
+        faster (`_xla_pays`: the "mlp" networks on a CPU, every model on a GPU; not `conv64` on a
+        CPU, where XLA halves the speed, benchmarks/README.md). The ragged batches of
+        `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
+        once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
+        largest size, pairs of varying size), the steps run in graph mode, and the model says why
+        once, in one line (the `mlvae_tf` logger).
 
         `jit_compile=True` takes batches as `(images, group_ids)` pairs of one size
-        (`mlvae_tf.data.to_pairs(ds, pad_to=...)`): XLA then compiles the step once, and it runs
-        faster, more so with `steps_per_execution=10` (benchmarks/README.md). `fit` refuses
-        ragged batches under XLA, which would compile anew for every batch shape. With
-        `jit_compile="auto"` (XLA where Keras finds a GPU), ragged batches and models that XLA
-        cannot compile run without XLA instead.
+        (`mlvae_tf.data.to_pairs(ds, pad_to=...)`) and refuses ragged batches, which XLA would
+        compile anew for every batch shape. `jit_compile=False` is graph mode (steps_per_execution 1
+        unless given).
         """
         refusal = self._xla_refusal()
         if jit_compile is True and refusal:
             raise ValueError(f"`jit_compile=True` {refusal}")
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-        if jit_compile == "auto" and refusal:
-            self.jit_compile = False
-        self._auto_jit = self.jit_compile if jit_compile == "auto" else None  # XLA for pairs only
+        if steps_per_execution is None:
+            steps_per_execution = 10 if jit_compile == "auto" else 1
+        super().compile(optimizer=optimizer, jit_compile=False if jit_compile == "auto" else jit_compile,
+                        steps_per_execution=steps_per_execution, **kwargs)
+        self._auto_jit = self._xla_pays() if jit_compile == "auto" else None  # decided per dataset by `fit`
+        self._said = set()
+
+    def _xla_pays(self):
+        """Whether XLA makes this model's step faster here: measured on the CPU for the paper's MNIST
+        network (0.81 of the GEMM bound against 0.60) and its conv64 network (21 observations per
+        second against 40: no); on a GPU assumed for both (not measured yet: benchmarks/gpu.py)."""
+        if self._xla_refusal():
+            return False
+        if tf.config.list_logical_devices("GPU"):
+            return True
+        return getattr(self, "architecture", "mlp") != "conv64"
+
+    def _say(self, message):
+        """`message` on the `mlvae_tf` logger, once per compiled model."""
+        if message not in self._said:
+            self._said.add(message)
+            logging.getLogger("mlvae_tf").warning("mlvae_tf: %s", message)
 
     def make_train_function(self, force=False):
         """Keras's train function; under `jit_compile=True` with `steps_per_execution` > 1, each
@@ -261,7 +287,9 @@ class GroupedModel(keras.Model):
         slower on the digits, `python -m benchmarks.ragged_xla`). Under `jit_compile="auto"`,
         XLA is on for pairs where Keras found it and off for ragged batches.
         """
-        ragged, checked = [], []
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        auto = self.compiled and self._auto_jit is not None and replicas == 1
+        ragged, checked, slow = [], [], []
         for name, batches in datasets:
             if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
                 raise ValueError(
@@ -269,22 +297,35 @@ class GroupedModel(keras.Model):
                     "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
                 )
             if isinstance(batches, tf.data.Dataset):
-                ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
+                largest = getattr(batches, "_largest_batch", None)  # set by grouped_dataset
                 batches = validation.check_batches(batches, self.input_shape, name, self._groupings_in_batch())
+                if auto and self._auto_jit and largest and not execution.static(batches.element_spec):
+                    batches = padded_pairs(batches, largest)  # the fast path: pairs of one size
+                ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
+                slow += [] if execution.static(batches.element_spec) else [name]
             checked.append(batches)
         if not self.compiled:
             return checked
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if replicas > 1 and self.jit_compile:
-            warnings.warn(
-                f"XLA is off under a tf.distribute strategy of {replicas} replicas: Keras compiles the replicas' "
-                "steps as one program, which cannot reach the other devices' variables. The steps run in graph "
-                "mode.", stacklevel=3)
-            self.jit_compile = False
-            self.train_function = self.test_function = None
+        if replicas > 1:
+            if self.jit_compile or self._auto_jit:
+                self._say(f"XLA is off under a tf.distribute strategy of {replicas} replicas: Keras compiles the "
+                          "replicas' steps as one program, which cannot reach the other devices' variables. The "
+                          "steps run in graph mode.")
+            if self.steps_per_execution > 1:
+                self._say(f"steps_per_execution is 1 under a tf.distribute strategy of {replicas} replicas: Keras's "
+                          "loop of several steps fails on TensorFlow's distributed input.")
+            if self.jit_compile or self.steps_per_execution > 1:
+                self.jit_compile, self.steps_per_execution = False, 1
+                self.train_function = self.test_function = None
             return checked
-        if getattr(self, "_auto_jit", None) is not None:
-            jit_compile = self._auto_jit and not ragged
+        if auto:
+            if self._xla_refusal():
+                self._say(f"the steps run without XLA, which {self._xla_refusal()}")
+            jit_compile = self._auto_jit and not slow
+            if self._auto_jit and slow:
+                self._say(f"`{slow[0]}` runs without XLA: its batches have no one size, and its largest is "
+                          "unknown. Pass grouped_dataset's output as it is, or pairs padded to one size "
+                          "(mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(...))).")
             if jit_compile != self.jit_compile:
                 self.jit_compile = jit_compile
                 self.train_function = self.test_function = None  # rebuilt with the new setting
