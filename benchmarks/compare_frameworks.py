@@ -59,8 +59,8 @@ def main(argv=None):
     medians = {name: statistics.median(values) for name, values in fractions.items()}
     ours = medians["mlvae_tf default"]
     print(json.dumps({"median_fraction": {name: round(value, 3) for name, value in medians.items()},
-                      "ratio_of_mlvae_tf_default_to": {name: round(ours / value, 3)
-                                                       for name, value in medians.items() if name != "mlvae_tf default"},
+                      "ratio_of_mlvae_tf_default_to": {
+                          name: round(ours / value, 3) for name, value in medians.items() if name != "mlvae_tf default"},
                       "rounds": args.rounds}))
 
 

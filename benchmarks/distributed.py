@@ -70,7 +70,8 @@ def _worker(index, ports, groups, group_size, steps, threads):
                           "all_reduce_s": statistics.median(reduce_times[2:])}))
 
 
-def _free_ports(count):
+def free_ports(count):
+    """`count` ports of 127.0.0.1 free at the time of the call."""
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +83,7 @@ def _free_ports(count):
 
 def measure(workers, groups, group_size, steps):
     """Runs `workers` worker processes; returns worker 0's JSON result."""
-    ports = _free_ports(workers)
+    ports = free_ports(workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     processes = [subprocess.Popen([sys.executable, "-m", "benchmarks.distributed", "--worker", str(i),
                                    "--ports", ",".join(map(str, ports)), "--groups", str(groups),

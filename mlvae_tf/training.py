@@ -26,7 +26,9 @@ from mlvae_tf.evaluation import readable_scale, swap_grid, tile
 from mlvae_tf.files import scratch_folder
 from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
 
-__all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError", "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger", "Progress", "ResumeError"]
+__all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError",
+           "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger",
+           "Progress", "ResumeError"]
 
 
 class ResumeError(ValueError):

@@ -5,7 +5,7 @@ A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inf
 - the batch forms: a `tf.RaggedTensor` `[groups, (observations), *input_shape]` or a pair
   `(images [N, ...], group_ids int [N])` (-1: a padding row), unpacked to flat observations;
 - the checks of what `fit` and `evaluate` get (no arrays, no ragged batches under XLA);
-- the XLA policy (`jit_compile` off by default, "auto" for pairs only, a model's own refusal) and
+- the XLA policy ("auto" by default: XLA where it pays, on pairs of one size; a model's refusal) and
   the fused executions of several XLA steps (`mlvae_tf.execution`);
 - thin `train_step` / `test_step`, per-group trackers of the model's `TERMS`;
 - atomic saving (a temporary file renamed into place).
@@ -176,13 +176,7 @@ class GroupedModel(keras.Model):
         with tf.GradientTape() as tape:
             terms = self.compute_elbo_terms(images, group_ids, tf.maximum(num_groups, 1), training=True,
                                             num_segments=segments)
-            loss = terms["loss"] + sum(self.losses)
-            replicas = tf.distribute.get_replica_context()
-            if replicas is not None and replicas.num_replicas_in_sync > 1:  # the optimizer sums the gradients
-                groups = tf.cast(num_groups, loss.dtype)
-                loss = terms["loss"] * groups / replicas.all_reduce(tf.distribute.ReduceOp.SUM, groups) + sum(self.losses) / \
-                    replicas.num_replicas_in_sync
-            loss = self.optimizer.scale_loss(loss)
+            loss = self.optimizer.scale_loss(self._replica_loss(terms["loss"], num_groups))
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self._update_trackers(terms, num_groups)
@@ -197,6 +191,18 @@ class GroupedModel(keras.Model):
         return self._encode(self._unpack(data)[0])  # the per-observation posteriors, as `encode`
 
     # Helpers.
+
+    def _replica_loss(self, loss, num_groups):
+        """`loss` (the average over the batch's `num_groups` groups) plus the layers' losses; under R
+        replicas, this replica's share of the global batch's: `loss` times its groups over the
+        global batch's (an all-reduce) and the layers' losses over R, as the optimizer sums the
+        replicas' gradients. A replica with no group adds 0."""
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return loss + sum(self.losses)
+        groups = tf.cast(num_groups, loss.dtype)
+        share = groups / context.all_reduce(tf.distribute.ReduceOp.SUM, groups)
+        return loss * share + sum(self.losses) / context.num_replicas_in_sync
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Builds the optimizer under the model's strategy. The models are built when constructed;
@@ -285,7 +291,9 @@ class GroupedModel(keras.Model):
         and, under `jit_compile=True`, ragged batches:
         XLA compiles the step for every batch shape, and batches of whole groups vary (about 15x
         slower on the digits, `python -m benchmarks.ragged_xla`). Under `jit_compile="auto"`,
-        XLA is on for pairs where Keras found it and off for ragged batches.
+        XLA is on where it pays (`_xla_pays`) for batches of one size: `grouped_dataset`'s
+        batches become pairs padded to its largest batch; others run in graph mode. Under
+        several replicas, graph mode with one step per call.
         """
         replicas = self.distribute_strategy.num_replicas_in_sync
         auto = self.compiled and self._auto_jit is not None and replicas == 1
@@ -346,8 +354,9 @@ class GroupedModel(keras.Model):
             tracker.update_state(terms[name], sample_weight=weight)
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
-            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(
-                [tf.stack([tf.convert_to_tensor(t.total), tf.convert_to_tensor(t.count)]) for t in self.trackers.values()]))
+            sums = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack(  # [terms, 2]
+                [tf.stack([tf.convert_to_tensor(tracker.total), tf.convert_to_tensor(tracker.count)])
+                 for tracker in self.trackers.values()]))
             logs = {name: tf.math.divide_no_nan(sums[i, 0], sums[i, 1]) for i, name in enumerate(self.trackers)}
             strategy = tf.distribute.get_strategy()
             if getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
