@@ -92,7 +92,8 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     x = np.random.default_rng(seed).uniform(size=(len(labels), *input_shape)).astype(np.float32)
     grouped = mlvae_tf.data.grouped_dataset(x, labels, groups_per_batch=len(sizes), shuffle=shuffle, seed=seed)
     ds = grouped.repeat()  # rounds of `steps_per_epoch` steps
-    ds._largest_batch = grouped._largest_batch  # as fit gets grouped_dataset's own output, epochs at a time
+    # As fit gets grouped_dataset's own output, an epoch at a time: what the default path pads to.
+    ds._largest_batch, ds._mean_batch = grouped._largest_batch, grouped._mean_batch
     if jit and path != "default":  # one shape for one XLA program: shuffled batches of unequal groups padded to the largest
         pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else per_batch
         ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)

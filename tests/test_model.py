@@ -367,7 +367,10 @@ def test_default_compile_trains_grouped_batches_on_the_fused_xla_path():
     batches runs them as pairs padded to its largest batch, 10 steps per XLA program: the same
     training as the fast path spelled out (`to_pairs(pad_to=largest_batch(...))`, `jit_compile=True`,
     `steps_per_execution=10`)."""
-    ragged, pairs = _ragged_and_pairs(n=70)
+    x = np.random.default_rng(0).uniform(size=(72, *INPUT_SHAPE)).astype(np.float32)
+    labels = np.repeat(np.arange(18), 4)[np.random.default_rng(1).permutation(72)]  # 6 batches of 3 groups of 4
+    ragged = mlvae_tf.data.grouped_dataset(x, labels, 3, shuffle=False)
+    pairs = mlvae_tf.data.to_pairs(ragged, pad_to=mlvae_tf.data.largest_batch(labels, 3))
     keras.utils.set_random_seed(1)
     model = make_tiny_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -382,7 +385,8 @@ def test_default_compile_trains_grouped_batches_on_the_fused_xla_path():
 def test_default_compile_falls_back_to_graph_mode_and_says_why_once(caplog):
     """Where XLA cannot apply, the default path runs in graph mode and says why, once per model, in
     one line: the mixture; ragged batches whose largest size is unknown (a `map` of
-    `grouped_dataset`'s output). XLA comes back for batches of one size."""
+    `grouped_dataset`'s output); batches whose largest is much larger than their mean (padding would
+    cost more than XLA gains). XLA comes back for batches padded little."""
     ragged, _ = _ragged_and_pairs()
     mixture = make_tiny_model(aggregation="mixture")
     mixture.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -402,8 +406,14 @@ def test_default_compile_falls_back_to_graph_mode_and_says_why_once(caplog):
         model.fit(unknown, verbose=0)
     assert model.jit_compile is False and len(caplog.records) == 1
     assert "`x` runs without XLA" in caplog.records[0].getMessage() and "\n" not in caplog.records[0].getMessage()
-    model.fit(ragged, verbose=0)
-    assert model.jit_compile is True
+    x = np.random.default_rng(0).uniform(size=(60, *INPUT_SHAPE)).astype(np.float32)
+    skewed = np.concatenate([np.zeros(30, int), np.repeat(np.arange(1, 16), 2)])  # one group of 30, fifteen of 2
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mlvae_tf"):
+        model.fit(mlvae_tf.data.grouped_dataset(x, skewed, 4, seed=0), verbose=0)
+    assert model.jit_compile is False and "would cost more than XLA gains" in caplog.records[0].getMessage()
+    model.fit(mlvae_tf.data.grouped_dataset(x, skewed, 4, max_group_size=2, seed=0), verbose=0)
+    assert model.jit_compile is True  # capped groups: every batch of 4 chunks of 2
 
 
 def test_the_default_path_keeps_conv64_in_graph_mode_on_a_cpu(monkeypatch):

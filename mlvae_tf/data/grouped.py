@@ -136,7 +136,14 @@ def grouped_dataset(
     ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
-    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())  # the fast path's pad size
+    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches)
+
+
+def _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches):
+    """`ds`, with what the default path of `fit` pads to: its largest batch (`largest_batch`) and
+    its mean batch, in observations."""
+    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())
+    ds._mean_batch = float(chunk_lengths.sum()) / max(num_batches, 1)
     return ds
 
 
@@ -228,8 +235,7 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
 
     ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
-    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())  # the fast path's pad size
-    return ds
+    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches)
 
 
 def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):

@@ -26,6 +26,11 @@ from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
 
+# The default path pads batches to the largest only while the padding costs less than XLA gains:
+# graph mode runs the paper's MNIST step at 0.665 of the GEMM bound and XLA at 0.785
+# (benchmarks/README.md), so XLA on padded batches wins while mean / largest > 0.85.
+MOST_PADDING = 0.785 / 0.665
+
 
 @contextlib.contextmanager
 def _batch_errors():
@@ -297,7 +302,7 @@ class GroupedModel(keras.Model):
         """
         replicas = self.distribute_strategy.num_replicas_in_sync
         auto = self.compiled and self._auto_jit is not None and replicas == 1
-        ragged, checked, slow = [], [], []
+        ragged, checked, varying = [], [], []
         for name, batches in datasets:
             if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
                 raise ValueError(
@@ -306,11 +311,12 @@ class GroupedModel(keras.Model):
                 )
             if isinstance(batches, tf.data.Dataset):
                 largest = getattr(batches, "_largest_batch", None)  # set by grouped_dataset
+                mean = getattr(batches, "_mean_batch", None)
                 batches = validation.check_batches(batches, self.input_shape, name, self._groupings_in_batch())
-                if auto and self._auto_jit and largest and not execution.static(batches.element_spec):
-                    batches = padded_pairs(batches, largest)  # the fast path: pairs of one size
+                if auto and self._auto_jit and not execution.static(batches.element_spec):
+                    batches = self._padded_for_xla(name, batches, largest, mean)
                 ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
-                slow += [] if execution.static(batches.element_spec) else [name]
+                varying += [] if execution.static(batches.element_spec) else [name]
             checked.append(batches)
         if not self.compiled:
             return checked
@@ -329,11 +335,7 @@ class GroupedModel(keras.Model):
         if auto:
             if self._xla_refusal():
                 self._say(f"the steps run without XLA, which {self._xla_refusal()}")
-            jit_compile = self._auto_jit and not slow
-            if self._auto_jit and slow:
-                self._say(f"`{slow[0]}` runs without XLA: its batches have no one size, and its largest is "
-                          "unknown. Pass grouped_dataset's output as it is, or pairs padded to one size "
-                          "(mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(...))).")
+            jit_compile = self._auto_jit and not varying
             if jit_compile != self.jit_compile:
                 self.jit_compile = jit_compile
                 self.train_function = self.test_function = None  # rebuilt with the new setting
@@ -345,6 +347,21 @@ class GroupedModel(keras.Model):
                 "max_group_size))`, or compile with `jit_compile=False`."
             )
         return checked
+
+    def _padded_for_xla(self, name, batches, largest, mean):
+        """The default path's batches of one size: `batches` padded to `largest` observations where
+        that costs less than XLA gains (`MOST_PADDING`); else `batches`, and the model says why."""
+        if largest and largest <= MOST_PADDING * mean:
+            return padded_pairs(batches, largest)
+        if largest:
+            self._say(f"`{name}` runs without XLA: padding its batches to its largest ({largest} observations, "
+                      f"{mean:.0f} on average) would cost more than XLA gains. Cap the groups with max_group_size "
+                      "to run it under XLA.")
+        else:
+            self._say(f"`{name}` runs without XLA: its batches have no one size, and its largest is unknown. Pass "
+                      "grouped_dataset's output as it is, or pairs padded to one size "
+                      "(mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(...))).")
+        return batches
 
     def _update_trackers(self, terms, num_groups):
         """Adds a step's terms to the trackers; returns their per-group averages so far, over the
