@@ -136,14 +136,17 @@ def grouped_dataset(
     ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
-    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches)
+    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches, shuffle)
 
 
-def _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches):
-    """`ds`, with what the default path of `fit` pads to: its largest batch (`largest_batch`) and
-    its mean batch, in observations."""
-    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum())
-    ds._mean_batch = float(chunk_lengths.sum()) / max(num_batches, 1)
+def _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches, shuffle):
+    """`ds`, with what the default path of `fit` pads to: its largest batch and its mean batch, in
+    observations. Shuffled, any chunks can meet in a batch (`largest_batch`'s bound); unshuffled,
+    the batches are the chunks in order, and their sizes are known."""
+    used = min(len(chunk_lengths), num_batches * groups_per_batch)
+    sizes = np.add.reduceat(chunk_lengths[:used], np.arange(0, used, groups_per_batch)) if used else np.zeros(1)
+    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum() if shuffle else sizes.max())
+    ds._mean_batch = float(sizes.mean())
     return ds
 
 
@@ -235,7 +238,7 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
 
     ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
-    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches)
+    return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches, shuffle)
 
 
 def split_groups(group_ids, fractions=(0.8, 0.1, 0.1), seed=0):
