@@ -88,8 +88,8 @@ class GroupedModel(keras.Model):
 
         `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
         execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
-        faster (`_xla_pays`: the "mlp" networks on a CPU, every model on a GPU; not `conv64` on a
-        CPU, where XLA halves the speed, benchmarks/README.md). The ragged batches of
+        faster (`_xla_pays`: on a CPU the "mlp" networks on observations of 784 values or more, not
+        the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged batches of
         `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
         once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
         largest size, pairs of varying size), the steps run in graph mode, and the model says why
@@ -111,14 +111,16 @@ class GroupedModel(keras.Model):
         self._said = set()
 
     def _xla_pays(self):
-        """Whether XLA makes this model's step faster here: measured on the CPU for the paper's MNIST
-        network (0.81 of the GEMM bound against 0.60) and its conv64 network (21 observations per
-        second against 40: no); on a GPU assumed for both (not measured yet: benchmarks/gpu.py)."""
+        """Whether XLA makes this model's step faster here. Measured on the CPU (benchmarks/README.md):
+        the paper's MNIST network, 784 values per observation, yes (0.785 of the GEMM bound against
+        0.665 in graph mode); the same network on the 8x8 digits, 64 values, no (0.92x); the conv64
+        network, no (21 observations per second against 40). On a GPU assumed for all (not measured
+        yet: benchmarks/gpu.py)."""
         if self._xla_refusal():
             return False
         if tf.config.list_logical_devices("GPU"):
             return True
-        return getattr(self, "architecture", "mlp") != "conv64"
+        return getattr(self, "architecture", "mlp") == "mlp" and int(np.prod(self.input_shape)) >= 784
 
     def _say(self, message):
         """`message` on the `mlvae_tf` logger, once per compiled model."""
