@@ -145,7 +145,7 @@ def _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches, shuffle)
     the batches are the chunks in order, and their sizes are known."""
     used = min(len(chunk_lengths), num_batches * groups_per_batch)
     sizes = np.add.reduceat(chunk_lengths[:used], np.arange(0, used, groups_per_batch)) if used else np.zeros(1)
-    ds._largest_batch = int(np.sort(chunk_lengths)[-groups_per_batch:].sum() if shuffle else sizes.max())
+    ds._largest_batch = _largest(chunk_lengths, groups_per_batch) if shuffle else int(sizes.max())
     ds._mean_batch = float(sizes.mean())
     return ds
 
@@ -368,6 +368,11 @@ def largest_batch(group_ids, groups_per_batch, max_group_size=None, num_replicas
     bound L and the largest group M, the bound of the greedy balance (`replicas.balance`)."""
     groups_per_batch = validation.check_positive_int(groups_per_batch, "groups_per_batch")
     num_replicas = validation.check_positive_int(num_replicas, "num_replicas")
-    lengths = np.sort(_chunks(group_ids, max_group_size)[1])
-    whole = int(lengths[-groups_per_batch:].sum())
-    return min(whole, (whole + (num_replicas - 1) * int(lengths[-1])) // num_replicas)
+    lengths = _chunks(group_ids, max_group_size)[1]
+    whole = _largest(lengths, groups_per_batch)
+    return min(whole, (whole + (num_replicas - 1) * int(lengths.max())) // num_replicas)
+
+
+def _largest(chunk_lengths, groups_per_batch):
+    """The sum of the `groups_per_batch` largest chunks: the most observations of a shuffled batch."""
+    return int(np.sort(chunk_lengths)[-groups_per_batch:].sum())

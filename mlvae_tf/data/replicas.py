@@ -13,7 +13,7 @@ import tensorflow as tf
 from mlvae_tf import validation
 from mlvae_tf.data.grouped import _padded
 
-__all__ = ["balance", "replica_batch", "distribute"]
+__all__ = ["balance", "owners", "replica_batch", "distribute"]
 
 
 def balance(sizes, num_replicas):
@@ -43,7 +43,25 @@ def balance(sizes, num_replicas):
     return tf.while_loop(lambda i, *_: i < tf.size(sizes), assign, start)[2]
 
 
-def replica_batch(batch, replica, num_replicas, pad_to=None):
+def _flat(batch):
+    """A batch's `(images [N, ...], group_ids int32 [N] or [N, K], first grouping's ids [N])`."""
+    images, group_ids = (batch.flat_values, batch.value_rowids()) if isinstance(batch, tf.RaggedTensor) else batch
+    group_ids = tf.cast(group_ids, tf.int32)
+    return images, group_ids, group_ids if group_ids.shape.rank == 1 else group_ids[:, 0]
+
+
+def owners(batch, num_replicas):
+    """The replica of each group of a global batch (`balance` of the first grouping's group
+    sizes): int32 `[G]`. Padding rows (-1) count for no group."""
+    _, _, first = _flat(batch)
+    if isinstance(batch, tf.RaggedTensor):
+        num_groups = tf.cast(batch.nrows(), tf.int32)
+    else:
+        num_groups = tf.maximum(tf.reduce_max(first) + 1, 0)
+    return balance(tf.math.unsorted_segment_sum(tf.ones_like(first), first, num_groups), num_replicas)
+
+
+def replica_batch(batch, replica, num_replicas, pad_to=None, owner=None):
     """Replica `replica`'s part of a global batch of groups: the whole groups `balance` gives it.
 
     Args:
@@ -52,6 +70,8 @@ def replica_batch(batch, replica, num_replicas, pad_to=None):
         replica: int scalar in `[0, num_replicas)`.
         num_replicas: int, R.
         pad_to: for pairs, the rows of every part (zero images, id -1), or None.
+        owner: `owners(batch, num_replicas)`, computed once for all the batch's parts; computed
+            here when None.
 
     Returns:
         the part in the batch's form, its group ids contiguous from 0 in their order in the batch;
@@ -59,12 +79,8 @@ def replica_batch(batch, replica, num_replicas, pad_to=None):
         than replicas): an empty batch.
     """
     ragged = isinstance(batch, tf.RaggedTensor)
-    images, group_ids = (batch.flat_values, batch.value_rowids()) if ragged else batch
-    group_ids = tf.cast(group_ids, tf.int32)
-    first = group_ids if group_ids.shape.rank == 1 else group_ids[:, 0]  # [N]
-    num_groups = tf.cast(batch.nrows(), tf.int32) if ragged else tf.maximum(tf.reduce_max(first) + 1, 0)
-    sizes = tf.math.unsorted_segment_sum(tf.ones_like(first), first, num_groups)  # [G], padding dropped
-    owner = balance(sizes, num_replicas)  # [G]
+    images, group_ids, first = _flat(batch)
+    owner = owners(batch, num_replicas) if owner is None else owner  # [G]
     rows = tf.where((first >= 0) & (tf.gather(owner, tf.maximum(first, 0)) == replica))[:, 0]
     images, group_ids = tf.gather(images, rows), tf.gather(group_ids, rows)
     columns = [group_ids] if group_ids.shape.rank == 1 else tf.unstack(group_ids, axis=1)
@@ -116,8 +132,9 @@ def distribute(dataset, strategy=None, pad_to=None):
 
         def parts(*batch):
             batch = batch[0] if len(batch) == 1 else batch
+            owner = owners(batch, num_replicas)  # once per global batch, for all its parts
             return tf.data.Dataset.range(first, first + local).map(
-                lambda replica: replica_batch(batch, tf.cast(replica, tf.int32), num_replicas, pad_to))
+                lambda replica: replica_batch(batch, tf.cast(replica, tf.int32), num_replicas, pad_to, owner))
 
         # Successive elements go to the worker's successive replicas.
         return dataset.flat_map(parts).prefetch(tf.data.AUTOTUNE)
