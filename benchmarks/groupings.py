@@ -32,24 +32,6 @@ GROUPINGS = {"shape": 8, "color": 4}
 FACTORS = ("shape", "color", "scale", "rotation", "position_x", "position_y")
 
 
-def _heat_map(result, path):
-    from mlvae_tf.evaluate import _pyplot
-
-    plt = _pyplot()
-    accuracy = result["accuracy"]
-    matrix = np.array([[accuracy[latent][factor] for factor in FACTORS] for latent in accuracy])
-    fig, ax = plt.subplots(figsize=(9.5, 3.2))
-    ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(FACTORS)), [f"{f}\n(chance {result['chance'][f]:.2f})" for f in FACTORS], fontsize=8)
-    ax.set_yticks(range(len(accuracy)), [f"{latent} latent" for latent in accuracy])
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
-    ax.set_title("Which factor each latent holds (linear probe; contents accumulated over 10 images)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=80)
@@ -74,21 +56,18 @@ def main(argv=None):
              for part, index in (("train", train), ("test", test))}
     results = {k: latent_factor_accuracy(model, probe["train"], probe["test"], k=k) for k in (1, 10)}
     os.makedirs(args.out, exist_ok=True)
-    _heat_map(results[10], os.path.join(args.out, "groupings_factors.png"))
-    from mlvae_tf.evaluate import save_tiles
+    from mlvae_tf.evaluate import factor_heat_map, factor_table, save_tiles
+
+    factor_heat_map(results[10], os.path.join(args.out, "groupings_factors.png"),
+                    "Which factor each latent holds (linear probe; contents accumulated over 10 images)")
 
     picked = test[[np.flatnonzero((factors["shape"][test] == s) & (factors["color"][test] == s))[0] for s in range(5)]]
     for latent in GROUPINGS:
         save_tiles(latent_swap_grid(model, images[picked], latent),
                    os.path.join(args.out, f"groupings_swap_{latent}.png"),
                    f"Row i, column j: image i with the {latent} latent of image j (all else kept)")
-    print("| latent | k | " + " | ".join(FACTORS) + " |")
-    print("|---|---|" + "---|" * len(FACTORS))
-    for latent in results[1]["accuracy"]:
-        for k in (1, 10) if latent != "style" else (1,):
-            row = results[k]["accuracy"][latent]
-            print(f"| {latent} | {k} | " + " | ".join(f"{row[f]:.2f}" for f in FACTORS) + " |")
-    print("| chance | | " + " | ".join(f"{results[1]['chance'][f]:.2f}" for f in FACTORS) + " |")
+    print(factor_table({"accuracy": {str(k): result["accuracy"] for k, result in results.items()},
+                        "chance": results[1]["chance"]}))
     print(json.dumps({"final_loss": round(history["loss"][-1], 1), "train_s": round(trained),
                       "total_s": round(time.time() - start)}))
     return results

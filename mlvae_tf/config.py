@@ -11,9 +11,9 @@ import re
 
 import yaml
 
-__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides"]
+__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides", "groupings"]
 
-DATASETS = ("digits", "fashion_mnist", "mnist", "grouped_shapes")
+DATASETS = ("digits", "fashion_mnist", "mnist", "grouped_shapes", "grouped_shapes/small")
 MODELS = ("mlvae", "vae", "regularised_vae", "svi")
 
 
@@ -67,6 +67,19 @@ def _ks(value):
             "a non-empty list of integers >= 1")
 
 
+def _group_keys(value):
+    one = _string(value)[0]
+    several = (isinstance(value, list) and bool(value) and all(_string(key)[0] for key in value)
+               and len(set(value)) == len(value))
+    return one or several, "a label name, or a list of distinct label names (several groupings: MultiLevelVAE)"
+
+
+def _content_dims(value):
+    several = (isinstance(value, dict) and bool(value)
+               and all(_string(key)[0] and _positive_int(size)[0] for key, size in value.items()))
+    return _positive_int(value)[0] or several, "an integer >= 1, or a mapping {group_key: integer >= 1}"
+
+
 def _choice(*choices):
     return lambda value: (value in choices, f"one of {list(choices)}")
 
@@ -81,7 +94,7 @@ def _schema():
         "name": _folder_name,
         "data": {
             "name": _choice(*DATASETS),
-            "group_key": _string,
+            "group_key": _group_keys,  # a list: one grouping per label, the first the batches' (MultiLevelVAE)
             "groups_per_batch": _positive_int,
             "max_group_size": _optional_positive_int,
             "seed": _int,
@@ -89,7 +102,7 @@ def _schema():
         },
         "model": {
             "kind": _choice(*MODELS),  # the paper's ML-VAE, or one of its baselines (mlvae_tf.models)
-            "content_dim": _positive_int,
+            "content_dim": _content_dims,  # a mapping: each grouping's content size
             "style_dim": _positive_int,
             "architecture": _choice(*networks.ARCHITECTURES),
             "likelihood": _choice(*distributions.LIKELIHOODS),
@@ -164,10 +177,41 @@ def validate(config, schema=None, prefix=""):
             ok, expected = check(value)
             if not ok:
                 raise ConfigError(f"config key `{prefix}{key}` must be {expected}, got {value!r}.")
+    if not prefix and "group_key" in config.get("data", {}) and "content_dim" in config.get("model", {}):
+        _check_groupings(config["data"], config["model"])
     if prefix == "evaluate." and config.get("K") is not None and max(config.get("ks", [1])) > config["K"]:
         raise ConfigError(f"config key `evaluate.ks` must be <= evaluate.K={config['K']} (k test images are "
                           f"accumulated out of the K per class), got {config['ks']}.")
     return config
+
+
+def _check_groupings(data, model):
+    """The checks that join `data.group_key` and the model: several groupings are the ML-VAE's
+    (`MultiLevelVAE`), each with a content size; one grouping takes one size."""
+    keys, dims = data.get("group_key"), model.get("content_dim")
+    if isinstance(keys, list):
+        if model.get("kind", "mlvae") != "mlvae":
+            raise ConfigError(f"config key `data.group_key` lists several groupings {keys}, which only model.kind "
+                              f"mlvae trains (a MultiLevelVAE); got model.kind {model['kind']!r}.")
+        for option in ("cycle_weight", "critic_weight"):
+            if model.get(option):
+                raise ConfigError(f"config key `model.{option}` must be 0 with several groupings (data.group_key "
+                                  f"{keys}), got {model[option]!r}.")
+        if isinstance(dims, dict) and list(dims) != keys:
+            raise ConfigError(f"config key `model.content_dim` must map every grouping of data.group_key {keys}, "
+                              f"in that order, to its size; got {dims!r}.")
+    elif isinstance(dims, dict):
+        raise ConfigError(f"config key `model.content_dim` is a mapping {dims!r}, which needs several groupings: "
+                          f"make data.group_key a list of its keys (one grouping: an integer).")
+
+
+def groupings(config):
+    """`{group_key: content size}` of a config with several groupings (`data.group_key` a list),
+    else None."""
+    keys, dims = config["data"]["group_key"], config["model"]["content_dim"]
+    if not isinstance(keys, list):
+        return None
+    return dict(dims) if isinstance(dims, dict) else {key: dims for key in keys}
 
 
 def _merge(base, update):

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from mlvae_tf.files import atomic_path  # noqa: E402
 
-__all__ = ["evaluate", "main", "save_tiles"]
+__all__ = ["evaluate", "evaluate_groupings", "factor_heat_map", "factor_table", "main", "save_tiles"]
 
 
 def _pyplot():
@@ -168,6 +168,84 @@ def evaluate(model, train, test, out, K=None, ks=(1, 2, 5, 10), trials=5, featur
     return metrics
 
 
+def factor_heat_map(result, path, title="Which factor each latent holds (linear probe)"):
+    """The latent x factor matrix of `latent_factor_accuracy` as a heat map (chance under each factor)."""
+    plt = _pyplot()
+    accuracy = result["accuracy"]
+    factors = list(result["chance"])
+    matrix = np.array([[accuracy[latent][factor] for factor in factors] for latent in accuracy])
+    fig, ax = plt.subplots(figsize=(1.6 * len(factors) + 1.9, 0.7 * len(accuracy) + 1.1))
+    ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(factors)), [f"{f}\n(chance {result['chance'][f]:.2f})" for f in factors], fontsize=8)
+    ax.set_yticks(range(len(accuracy)), [f"{latent} latent" for latent in accuracy])
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_groupings(model, train, test, out, ks=(1, 10), probe=2000, columns=6, seed=0, provenance=None):
+    """The evaluation per latent of a `MultiLevelVAE`: which factor each latent holds, and grids
+    that swap one latent. Writes `factors.png` (the matrix at the largest k), `swap_<latent>.png`
+    per latent and `metrics.json` in `out`.
+
+    Args:
+        model: a trained `MultiLevelVAE`.
+        train, test: `(images, {factor: int labels [N]})`: every ground-truth factor to probe
+            (the groupings among them). The probe is fitted on `probe` training images and scored
+            on up to `probe` test images.
+        ks: images of evidence per content reading (`latent_factor_accuracy`'s `k`).
+        columns: images in the swap grids, of distinct values of the first grouping.
+        provenance: optional dict (model file, data split) added to `metrics["settings"]`.
+
+    Returns:
+        dict `{"accuracy": {k: {latent: {factor: accuracy}}}, "chance": {factor: rate}, "settings": ...}`,
+        `k` a string as in `metrics.json`.
+    """
+    from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid
+
+    if os.path.exists(os.fspath(out)) and not os.path.isdir(os.fspath(out)):
+        raise ValueError(f"`out` must be a folder, got the file {os.fspath(out)!r}.")
+    missing = [name for name in model.groupings if name not in test[1]]
+    if missing:
+        raise ValueError(f"`test`: the factors {sorted(test[1])} lack the model's groupings {missing}.")
+    parts = [(x[:probe], {factor: labels[:probe] for factor, labels in factors.items()}) for x, factors in (train, test)]
+    results = {str(k): latent_factor_accuracy(model, *parts, k=k, seed=seed) for k in ks}
+    metrics = {"accuracy": {k: result["accuracy"] for k, result in results.items()},
+               "chance": results[str(ks[0])]["chance"],
+               "settings": {"ks": list(ks), "probe_train": len(parts[0][0]), "probe_test": len(parts[1][0]),
+                            "seed": seed, **(provenance or {})}}
+    os.makedirs(out, exist_ok=True)
+    largest = str(max(ks))
+    factor_heat_map(results[largest], os.path.join(out, "factors.png"),
+                    f"Which factor each latent holds (linear probe; contents accumulated over {largest} images)")
+    first = test[1][model.groupings[0]]
+    picked = [int(np.flatnonzero(first == value)[0]) for value in np.unique(first)[:columns]]
+    for latent in model.groupings + ("style",):
+        save_tiles(latent_swap_grid(model, test[0][picked], latent), os.path.join(out, f"swap_{latent}.png"),
+                   f"Row i, column j: image i with the {latent} latent of image j (all else kept)")
+    with atomic_path(os.path.join(out, "metrics.json")) as tmp, open(tmp, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
+
+
+def factor_table(metrics):
+    """`evaluate_groupings`'s matrices as markdown rows: one per latent and k (the style once, it
+    reads one image), then chance."""
+    ks = list(metrics["accuracy"])
+    factors = list(metrics["chance"])
+    lines = ["| latent | k | " + " | ".join(factors) + " |", "|---|---|" + "---|" * len(factors)]
+    for latent in metrics["accuracy"][ks[0]]:
+        for k in ks if latent != "style" else ks[:1]:
+            row = metrics["accuracy"][k][latent]
+            lines.append(f"| {latent} | {k} | " + " | ".join(f"{row[f]:.2f}" for f in factors) + " |")
+    lines.append("| chance | | " + " | ".join(f"{metrics['chance'][f]:.2f}" for f in factors) + " |")
+    return "\n".join(lines)
+
+
 def run_config(model_path, config_path=None):
     """The validated config of the run that wrote `model_path`: `config_path`, or the run
     folder's `config.yaml` (next to `model.keras` and `best.keras`, one level above
@@ -247,18 +325,23 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
 
     out = args.out or os.path.join("reports", name)
     model = load_model(args.model, parser)
-    if getattr(model, "groupings", None):
-        parser.exit(1, f"{prog}: error: --model: a MultiLevelVAE has one content per grouping; evaluate it with "
-                       "mlvae_tf.evaluation.latent_factor_accuracy (python -m benchmarks.groupings)\n")
+    groupings = getattr(model, "groupings", None)
+    group_key = settings["group_key"]
+    if groupings:  # every ground-truth factor the data records, to read each latent against
+        from mlvae_tf.data.grouped_shapes import FACTORS
+
+        group_key = list(FACTORS) if settings["name"].startswith("grouped_shapes") else list(groupings)
     try:
-        splits = mlvae_tf.data.load_splits(settings["name"], settings["group_key"], seed=settings["seed"],
+        splits = mlvae_tf.data.load_splits(settings["name"], group_key, seed=settings["seed"],
                                            data_dir=settings.get("data_dir"))
-    except mlvae_tf.data.DataUnavailableError as error:
+    except (mlvae_tf.data.DataUnavailableError, ValueError) as error:
         parser.exit(1, f"{prog}: error: {error}\n")
     if tuple(splits["test"][0].shape[1:]) != tuple(model.input_shape):
         parser.exit(1, f"{prog}: error: the model takes images of shape {tuple(model.input_shape)}, but data "
                        f"{settings['name']!r} has {tuple(splits['test'][0].shape[1:])}: pass the data set it was "
                        "trained on (--data)\n")
+    if groupings:
+        return _evaluate_groupings(model, splits, out, ks or [1, 10], args, settings, config_path, prog)
     if ks is None:  # neither --ks nor a config: 1, 2, 5, 10 where the test classes allow, and K
         largest = K or mlvae_tf.evaluation.largest_K(splits["test"][1])
         ks = sorted({k for k in (1, 2, 5, 10) if k <= largest} | {largest})
@@ -283,6 +366,25 @@ def main(argv=None, prog="python -m mlvae_tf.evaluate"):
         print(f"warning: {warning}")
     print(f"Outputs in {out}/: swap_grid.png, swap_grid_evidence.png, interpolation.png, generation.png, "
           "evidence.png, protocol.png, metrics.json")
+    return 0
+
+
+def _evaluate_groupings(model, splits, out, ks, args, settings, config_path, prog):
+    """`main` for a `MultiLevelVAE`: the latent x factor matrices, printed and written."""
+    try:
+        metrics = evaluate_groupings(model, splits["train"], splits["test"], out, ks=ks, seed=args.seed,
+                                     provenance={"data": dict(settings, config=config_path),
+                                                 "model": os.path.abspath(args.model)})
+    except ValueError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    chosen = metrics["settings"]
+    print(f"latent x factor accuracy: logistic regression from each latent's posterior means, fitted on "
+          f"{chosen['probe_train']} training images, scored on {chosen['probe_test']} test images of data "
+          f"{settings['name']} (seed {settings['seed']}); contents accumulated over k images sharing the factor")
+    print(factor_table(metrics))
+    print(f"Outputs in {out}/: factors.png, " + ", ".join(f"swap_{latent}.png" for latent in model.groupings)
+          + ", swap_style.png, metrics.json")
     return 0
 
 

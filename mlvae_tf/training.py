@@ -21,10 +21,11 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, to_pairs
-from mlvae_tf.evaluation import readable_scale, swap_grid, tile
+from mlvae_tf.config import groupings
+from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, multi_grouped_dataset, to_pairs
+from mlvae_tf.evaluation import latent_swap_grid, readable_scale, swap_grid, tile
 from mlvae_tf.files import scratch_folder
-from mlvae_tf.models import MLVAE, SVI, VAE, RegularisedVAE
+from mlvae_tf.models import MLVAE, SVI, VAE, MultiLevelVAE, RegularisedVAE
 
 __all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError",
            "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger",
@@ -153,7 +154,9 @@ class Progress(keras.callbacks.ProgbarLogger):
 
 
 class SwapGridSummary(keras.callbacks.Callback):
-    """Writes the swap grid of fixed validation images to TensorBoard every `every` epochs."""
+    """Writes the swap grid of fixed validation images to TensorBoard every `every` epochs: the
+    content-style grid ("swap_grid"), or with several groupings one grid per latent
+    ("swap_<latent>", `latent_swap_grid`)."""
 
     def __init__(self, log_dir, images, every):
         super().__init__()
@@ -162,10 +165,13 @@ class SwapGridSummary(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        tiles = swap_grid(self.model, self.images)[1]
-        grid = np.clip(tile(tiles, scale=readable_scale(tiles), gap=2), 0.0, 1.0)  # tiles of >= 64 pixels
+        latents = getattr(self.model, "groupings", None)
+        grids = ({f"swap_{latent}": latent_swap_grid(self.model, self.images, latent) for latent in latents + ("style",)}
+                 if latents else {"swap_grid": swap_grid(self.model, self.images)[1]})
         with tf.summary.create_file_writer(os.path.join(self.log_dir, "images")).as_default():
-            tf.summary.image("swap_grid", grid[None], step=epoch + 1)
+            for name, tiles in grids.items():
+                grid = np.clip(tile(tiles, scale=readable_scale(tiles), gap=2), 0.0, 1.0)  # tiles of >= 64 pixels
+                tf.summary.image(name, grid[None], step=epoch + 1)
 
 
 def _differences(old, new, prefix=""):
@@ -223,13 +229,17 @@ _SHARED = ("content_dim", "style_dim", "architecture", "likelihood", "hidden_uni
 _OWN = {"mlvae": ("aggregation", "content_samples", "cycle_weight", "critic_weight"), "vae": (), "regularised_vae": ("penalty_weight",), "svi": ("inference_steps",)}
 
 
-def make_model(settings, train, seed=None):
+def make_model(settings, train, seed=None, content_dims=None):
     """The model that a config's `model` section describes (`kind`: "mlvae", "vae",
     "regularised_vae" or "svi"), for images like `train[0]`; keys of other kinds are not used.
-    An SVI's tables are sized for and indexed with the training split `train` (`(images, labels)`)."""
+    An SVI's tables are sized for and indexed with the training split `train` (`(images, labels)`).
+    With `content_dims` (`{grouping: size}`, `mlvae_tf.config.groupings`) it is a `MultiLevelVAE`."""
     kind = settings.get("kind", "mlvae")
     arguments = {key: settings[key] for key in _SHARED + _OWN[kind] if key in settings}
     images, labels = train
+    if content_dims:
+        arguments.pop("content_dim", None)
+        return MultiLevelVAE(input_shape=images.shape[1:], content_dims=content_dims, seed=seed, **arguments)
     if kind == "svi":
         return SVI.for_data(images, labels, input_shape=images.shape[1:], seed=seed, **arguments)
     cls = {"mlvae": MLVAE, "vae": VAE, "regularised_vae": RegularisedVAE}[kind]
@@ -250,12 +260,20 @@ def build(config, splits, epoch=None):
     """
     data, settings = config["data"], config["train"]
     batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
-    train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch, **batches)
-    val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
-    if settings["jit_compile"] is True:  # XLA compiles the pair form, padded to one batch size (one compilation)
-        train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
-                            for ds, part in ((train_ds, "train"), (val_ds, "val")))
-    model = make_model(config["model"], splits["train"], seed=settings["seed"])
+    content_dims = groupings(config)
+    if content_dims:  # several groupings: [N, K] ids, the first grouping's groups whole (multi_grouped_dataset)
+        first = lambda part: splits[part][1][data["group_key"][0]]  # noqa: E731
+        pad = lambda part: largest_batch(first(part), **batches) if settings["jit_compile"] is True else None  # noqa: E731
+        train_ds = multi_grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch,
+                                         pad_to=pad("train"), **batches)
+        val_ds = multi_grouped_dataset(*splits["val"], shuffle=False, pad_to=pad("val"), **batches)
+    else:
+        train_ds = grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch, **batches)
+        val_ds = grouped_dataset(*splits["val"], shuffle=False, **batches)
+        if settings["jit_compile"] is True:  # XLA compiles the pair form, padded to one batch size (one compilation)
+            train_ds, val_ds = (to_pairs(ds, pad_to=largest_batch(splits[part][1], **batches))
+                                for ds, part in ((train_ds, "train"), (val_ds, "val")))
+    model = make_model(config["model"], splits["train"], seed=settings["seed"], content_dims=content_dims)
     optimizer = keras.optimizers.Adam(float(settings["learning_rate"]), epsilon=1e-8)  # YAML may give an int  # the paper's Adam (supplement 2)
     model.compile(optimizer=optimizer, jit_compile=settings["jit_compile"],
                   steps_per_execution=settings["steps_per_execution"])

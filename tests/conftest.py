@@ -63,6 +63,30 @@ def make_tiny_model(**kwargs):
 
 
 @pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory):
+    """A TFDS data_dir with `grouped_shapes/small` (32x32x3, 3,000 images) built once, with every
+    socket refused: the build needs no network."""
+    import socket
+
+    import tensorflow_datasets as tfds
+
+    import mlvae_tf.data.grouped_shapes  # noqa: F401  (registers the builder)
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    connect = socket.socket.connect
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access during the build")
+
+    socket.socket.connect = refuse
+    try:
+        tfds.builder("grouped_shapes/small", data_dir=str(data_dir)).download_and_prepare()
+    finally:
+        socket.socket.connect = connect
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def digits_split():
     """Observation split of the digits (all 10 groups in every part): 70% / 15% / 15%."""
     return mlvae_tf.data.digits_splits(seed=0)

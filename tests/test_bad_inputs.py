@@ -388,7 +388,7 @@ COMMANDS = [
     (["train", "--config", "{folder}/list.yaml"], "config section `(top level)` must be a mapping, got list"),
     (["train", "--config", "{folder}/section.yaml"], "config section `model` must be a mapping, got int"),
     (["train", "--config", "{folder}/broken.yaml"], "is not valid YAML"),
-    (["train", "--set", "model.content_dim=abc"], "config key `model.content_dim` must be an integer >= 1, got 'abc'"),
+    (["train", "--set", "model.content_dim=abc"], "config key `model.content_dim` must be an integer >= 1, or a mapping {group_key: integer >= 1}, got 'abc'"),
     (["train", "--set", "model.style_dim=0"], "config key `model.style_dim` must be an integer >= 1, got 0"),
     (["train", "--set", "model.content_dim=[1, 2]"], "config key `model.content_dim` must be an integer >= 1"),
     (["train", "--set", "train.epochs=-1"], "config key `train.epochs` must be an integer >= 1"),

@@ -225,12 +225,52 @@ def test_evaluate_without_a_config_picks_evidence_sizes_the_test_classes_allow(t
     assert metrics["settings"]["K"] == 6 and list(metrics["content_accuracy"]) == ["1", "2", "5", "6"]
 
 
-def test_evaluate_refuses_a_model_with_several_groupings_in_one_line(tmp_path, capsys):
-    import mlvae_tf
-    from tests.conftest import random_images
+def test_train_and_evaluate_several_groupings_from_a_config(shapes_dir, tmp_path, capsys):
+    """`data.group_key` a list: `mlvae train` fits a MultiLevelVAE on batches that keep the shape
+    groups whole, logs each grouping's KL and one swap grid per latent; `mlvae evaluate` prints
+    and writes the latent x factor matrix, the one `latent_factor_accuracy` gives on the run's split."""
+    import json
 
-    model = mlvae_tf.MultiLevelVAE(input_shape=(8, 8, 1), content_dims={"a": 2, "b": 2}, style_dim=2, hidden_units=5)
-    model.encode(random_images(1))
-    model.save(tmp_path / "multi.keras")
-    status, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "multi.keras", "--data", "digits")
-    assert_one_line_error(status, err, "--model: a MultiLevelVAE has one content per grouping")
+    import numpy as np
+
+    import mlvae_tf
+    from mlvae_tf.evaluation import latent_factor_accuracy
+
+    config = tmp_path / "groupings.yaml"
+    config.write_text(f"""name: g
+data: {{name: grouped_shapes/small, group_key: [shape, color], groups_per_batch: 8, data_dir: {shapes_dir}}}
+model: {{content_dim: {{shape: 3, color: 2}}, style_dim: 3, hidden_units: 16}}
+train: {{epochs: 1, grid_every: 1}}
+evaluate: {{K: null, ks: [1, 4]}}
+""")
+    status, out, err = run_cli(capsys, "train", "--config", config, "--runs-dir", tmp_path / "runs")
+    assert status == 0, err[-2000:]
+    (run_dir,) = [p for p in (tmp_path / "runs" / "g").iterdir() if not p.name.startswith(".")]
+    model = mlvae_tf.files.load_model(run_dir / "model.keras")
+    assert model.content_dims == {"shape": 3, "color": 2}
+    history = _history_row(run_dir)
+    assert {"kl_shape", "kl_color", "val_kl_shape", "val_kl_color"} <= set(history)
+    images = run_dir / "logs" / "images"
+    tags = {value.tag for name in os.listdir(images)
+            for event in tf.compat.v1.train.summary_iterator(str(images / name)) for value in event.summary.value}
+    assert tags == {"swap_shape", "swap_color", "swap_style"}
+
+    status, out, err = run_cli(capsys, "evaluate", "--model", run_dir / "model.keras", "--out", tmp_path / "report")
+    assert status == 0, err[-2000:]
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    factors = ["shape", "color", "scale", "rotation", "position_x", "position_y"]
+    assert list(metrics["chance"]) == factors and list(metrics["accuracy"]) == ["1", "4"]
+    assert list(metrics["accuracy"]["4"]) == ["shape", "color", "style"]
+    assert "| shape | 4 | " in out and "| style | 1 | " in out and "| style | 4 |" not in out
+    for name in ("factors.png", "swap_shape.png", "swap_color.png", "swap_style.png"):
+        assert (tmp_path / "report" / name).exists(), name
+    splits = mlvae_tf.data.load_splits("grouped_shapes/small", factors, data_dir=str(shapes_dir))
+    (x, labels), (y, test_labels) = splits["train"], splits["test"]
+    direct = latent_factor_accuracy(model, (x[:2000], {f: v[:2000] for f, v in labels.items()}), (y, test_labels), k=4)
+    np.testing.assert_allclose([metrics["accuracy"]["4"][latent][f] for latent in direct["accuracy"] for f in factors],
+                               [direct["accuracy"][latent][f] for latent in direct["accuracy"] for f in factors])
+
+
+def _history_row(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return next(csv.DictReader(f))

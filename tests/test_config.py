@@ -14,7 +14,7 @@ def test_default_config_file_is_the_built_in_default():
     assert load_config(CONFIGS / "digits.yaml") == load_config(None) == DEFAULTS
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes"])
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes", "groupings"])
 def test_every_shipped_config_is_valid_and_uses_the_paper_optimiser(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config["name"] == name and config["train"]["learning_rate"] == 1e-3
@@ -34,8 +34,18 @@ def test_paper_settings_in_the_paper_configs():
         ({"modle": {}}, r"unknown config key `modle`; allowed keys: \['data', 'evaluate', 'model', 'name', 'train'\]"),
         ({"model": {"colour": 1}}, "unknown config key `model.colour`"),
         ({"model": {"likelihood": "poisson"}}, r"`model.likelihood` must be one of \['bernoulli', 'normal', "),
-        ({"model": {"content_dim": 0}}, "`model.content_dim` must be an integer >= 1, got 0"),
-        ({"model": {"content_dim": "10"}}, "`model.content_dim` must be an integer >= 1, got '10'"),
+        ({"model": {"content_dim": 0}}, r"`model.content_dim` must be an integer >= 1, or a mapping .*, got 0"),
+        ({"model": {"content_dim": "10"}}, r"`model.content_dim` must be an integer >= 1, or a mapping .*, got '10'"),
+        ({"model": {"content_dim": {"shape": 0}}}, r"`model.content_dim` must be .*, got \{'shape': 0\}"),
+        ({"data": {"group_key": ["shape", "shape"]}}, "`data.group_key` must be a label name, or a list of distinct"),
+        ({"data": {"group_key": "shape"}, "model": {"content_dim": {"shape": 4}}},
+         r"`model.content_dim` is a mapping \{'shape': 4\}, which needs several groupings: make data.group_key a list"),
+        ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": {"color": 4, "shape": 8}}},
+         r"`model.content_dim` must map every grouping of data.group_key \['shape', 'color'\], in that order"),
+        ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": 4, "kind": "vae"}},
+         "lists several groupings .* which only model.kind mlvae trains"),
+        ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": 4, "critic_weight": 1.0}},
+         "`model.critic_weight` must be 0 with several groupings"),
         ({"train": {"learning_rate": -1}}, "`train.learning_rate` must be a number > 0"),
         ({"data": {"name": "imagenet"}}, r"`data.name` must be one of \['digits', "),
         ({"evaluate": {"ks": []}}, "`evaluate.ks` must be a non-empty list of integers >= 1"),
@@ -65,3 +75,11 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(bad)
+
+
+def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
+    from mlvae_tf.config import groupings
+
+    assert groupings(load_config(CONFIGS / "groupings.yaml")) == {"shape": 8, "color": 4}
+    assert groupings(load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])) == {"shape": 5, "color": 5}
+    assert groupings(load_config(None)) is None  # one grouping: the ML-VAE

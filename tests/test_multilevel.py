@@ -225,3 +225,31 @@ def test_padded_batches_give_the_same_loss_and_train_under_xla():
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=2)
     history = model.fit(padded, epochs=2, verbose=0).history
     assert np.isfinite(history["loss"]).all() and "kl_colour" in history
+
+
+def test_an_epoch_variable_resumes_the_sequence_of_several_groupings_batches():
+    """As `grouped_dataset`'s: a resumed run's first iteration yields that epoch's batches."""
+    groupings = {"shape": SHAPES, "colour": COLOURS}
+    counting = multi_grouped_dataset(X, groupings, groups_per_batch=2, seed=3)
+    uninterrupted = [[images.tolist() for images, _ in counting.as_numpy_iterator()] for _ in range(3)]
+    assert uninterrupted[1] != uninterrupted[2]
+    epoch = tf.Variable(2, dtype=tf.int64)
+    resumed = multi_grouped_dataset(X, groupings, groups_per_batch=2, seed=3, epoch=epoch)
+    assert [images.tolist() for images, _ in resumed.as_numpy_iterator()] == uninterrupted[2]
+    epoch.assign(0)
+    assert [images.tolist() for images, _ in resumed.as_numpy_iterator()] == uninterrupted[0]
+
+
+def test_load_splits_with_a_list_of_group_keys_gives_each_factors_labels(shapes_dir):
+    one = mlvae_tf.data.load_splits("grouped_shapes/small", "shape", seed=1, data_dir=str(shapes_dir))
+    several = mlvae_tf.data.load_splits("grouped_shapes/small", ["shape", "color"], seed=1, data_dir=str(shapes_dir))
+    colour = mlvae_tf.data.load_splits("grouped_shapes/small", "color", seed=1, data_dir=str(shapes_dir))
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(several[part][0], one[part][0])
+        np.testing.assert_array_equal(several[part][1]["shape"], one[part][1])
+        np.testing.assert_array_equal(several[part][1]["color"], colour[part][1])
+    assert sum(len(several[part][0]) for part in several) == 3000
+    digits = mlvae_tf.data.load_splits("digits", ["label"])
+    np.testing.assert_array_equal(digits["test"][1]["label"], mlvae_tf.data.load_splits("digits")["test"][1])
+    with pytest.raises(ValueError, match="`group_key`: digits has one label, \"label\"; got \\['label', 'shape'\\]"):
+        mlvae_tf.data.load_splits("digits", ["label", "shape"])

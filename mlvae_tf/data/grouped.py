@@ -183,7 +183,7 @@ def _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_rem
 
 
 def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None, shuffle=True, seed=None,
-                          drop_remainder=False, pad_to=None):
+                          drop_remainder=False, pad_to=None, epoch=None):
     """Batches for several groupings at once (`mlvae_tf.MultiLevelVAE`): `(images [N, ...], group_ids
     int32 [N, K])` pairs, column k the batch's ids of grouping k.
 
@@ -198,8 +198,8 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
     Args:
         x: float array `[N, *input_shape]`.
         groupings: dict `{name: [N] labels}` (integers or strings), the first the batching grouping.
-        groups_per_batch, max_group_size, shuffle, seed, drop_remainder: as in `grouped_dataset`,
-            for the first grouping.
+        groups_per_batch, max_group_size, shuffle, seed, drop_remainder, epoch: as in
+            `grouped_dataset`, for the first grouping.
         pad_to: `None`, or the number of observations of every batch, as in `to_pairs`: padding
             rows are zero images with id -1 in every column, so that XLA compiles the step once
             (`largest_batch(first_grouping_labels, groups_per_batch, max_group_size)`).
@@ -226,7 +226,7 @@ def multi_grouped_dataset(x, groupings, groups_per_batch=32, max_group_size=None
             raise ValueError(f"`groupings[{name!r}]` has length {len(ids)} but `x` has {len(x)} observations.")
         columns.append(ids)
     first, chunk_lengths = _chunks(columns[0], max_group_size)
-    ds, num_batches = _index_batches(first, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, None)
+    ds, num_batches = _index_batches(first, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch)
     others = tf.constant(np.stack(columns[1:], axis=1) if len(columns) > 1 else np.zeros((len(x), 0), np.int32))
 
     def pair(members):

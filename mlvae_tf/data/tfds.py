@@ -81,13 +81,15 @@ def _builder(name_or_builder, data_dir, download):
 
 def _check_features(builder, group_key, image_key):
     features = builder.info.features
-    for key, role in ((group_key, "group_key"), (image_key, "image_key")):
+    keys = group_key if isinstance(group_key, list) else [group_key]
+    for key, role in [(key, "group_key") for key in keys] + [(image_key, "image_key")]:
         if key not in features:
             raise ValueError(f"`{role}`: {builder.name} has no feature {key!r}; its features are {sorted(features)}.")
-    group = features[group_key]
-    if tuple(group.shape) != () or not tf.as_dtype(group.dtype).is_integer:
-        raise ValueError(f"`group_key`: feature {group_key!r} of {builder.name} must be a scalar integer (a class "
-                         f"label or id), got shape {tuple(group.shape)} and dtype {tf.as_dtype(group.dtype).name}.")
+    for key in keys:
+        group = features[key]
+        if tuple(group.shape) != () or not tf.as_dtype(group.tf_dtype).is_integer:
+            raise ValueError(f"`group_key`: feature {key!r} of {builder.name} must be a scalar integer (a class "
+                             f"label or id), got shape {tuple(group.shape)} and dtype {group.tf_dtype.name}.")
     image = features[image_key]
     if None in tuple(image.shape):
         raise ValueError(f"`image_key`: feature {image_key!r} must have a fixed shape, got {tuple(image.shape)}.")
@@ -122,19 +124,23 @@ def _as_dataset(builder, split, **kwargs):
 
 
 def _read_arrays(builder, split, group_key, image_key):
-    """`(images float32 [N, ...] in [0, 1], keys int [N])` of a whole split."""
-    ds = _as_dataset(builder, split).map(lambda example: (example[image_key], example[group_key]))
+    """`(images float32 [N, ...] in [0, 1], keys int [N])` of a whole split; for a list of group
+    keys, `keys` is a dict `{key: int [N]}`."""
+    ds = _as_dataset(builder, split).map(lambda example: (example[image_key], {key: example[key] for key in (
+        group_key if isinstance(group_key, list) else [group_key])}))
     chunks = list(ds.batch(4096).as_numpy_iterator())  # not batch_size=-1: it needs known split sizes
     if not chunks:
         raise _empty(builder, split)
     images = np.concatenate([images for images, _ in chunks])
-    keys = np.concatenate([keys for _, keys in chunks])
+    keys = {key: np.concatenate([keys[key] for _, keys in chunks]) for key in chunks[0][1]}
+    keys = keys if isinstance(group_key, list) else keys[group_key]
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     return images, keys
 
 
 def load_tfds_arrays(name_or_builder, group_key, split="train", image_key="image", data_dir=None, download=True):
-    """A TFDS split read into memory: `(images float32 [N, ...] in [0, 1], group labels int [N])`."""
+    """A TFDS split read into memory: `(images float32 [N, ...] in [0, 1], group labels int [N])`;
+    with a list of group keys (several groupings), the labels are a dict `{key: int [N]}`."""
     builder = _builder(name_or_builder, data_dir, download)
     _check_features(builder, group_key, image_key)
     return _read_arrays(builder, split, group_key, image_key)

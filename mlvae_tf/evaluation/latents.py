@@ -50,6 +50,9 @@ def latent_factor_accuracy(model, train, test, k=1, seed=0):
     Returns:
         dict `{"accuracy": {latent: {factor: accuracy}}, "chance": {factor: majority-class rate}}`.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(seed)
@@ -64,7 +67,9 @@ def latent_factor_accuracy(model, train, test, k=1, seed=0):
                 features[part] = means[latent]
                 if k > 1 and latent != "style":
                     features[part] = _accumulated(means[latent], log_vars[latent], factors[part][factor], k, rng)
-            classifier = LogisticRegression(max_iter=2000).fit(features["train"], train[1][factor])
+            with warnings.catch_warnings():  # the probe's accuracy is the measurement, not its solver's tolerance
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                classifier = LogisticRegression(max_iter=2000).fit(features["train"], train[1][factor])
             accuracy[latent][factor] = float(classifier.score(features["test"], test[1][factor]))
     chance = {factor: float(np.bincount(labels).max() / len(labels)) for factor, labels in test[1].items()}
     return {"accuracy": accuracy, "chance": chance}
