@@ -17,6 +17,7 @@ import keras
 from export import onnx as onnx_export
 from export import savedmodel, signatures
 from mlvae_tf.files import ModelFileError, load_model
+from mlvae_tf.progress import progress_bar
 
 __all__ = ["FORMATS", "ExportError", "export_model"]
 
@@ -126,7 +127,7 @@ def export_model(model, out, name, version=1, formats=FORMATS, overwrite=False, 
                  (targets["decoder"], lambda path: savedmodel.write_decoder(model, path), f".tmp-{version}-")]
     if "onnx" in formats:
         jobs.append((os.path.join(root, "onnx"), lambda path: onnx_export.write_onnx(model, path), ".tmp-onnx-"))
-    bar = keras.utils.Progbar(len(jobs), unit_name="file set") if progress else None
+    bar = progress_bar(len(jobs), unit_name="file set") if progress else None
     for final, write, prefix in jobs:
         _write_folder(final, write, prefix)
         if bar is not None:

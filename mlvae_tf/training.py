@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -289,6 +290,9 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
     An interrupted run of the same name resumes if its config is `config`; `fresh` starts a new
     run instead (the interrupted run's folder is kept, its backup moved into it).
 
+    `verbose` is Keras's; "auto" shows a progress bar on a terminal and one line per epoch in a
+    log file or a pipe.
+
     `train.strategy` spreads the steps over devices (`make_strategy`), each replica given whole
     groups. Under "multi_worker" every worker runs `train` with the same config and its own
     `TF_CONFIG`; only the chief writes the run folder, the others write to temporary folders
@@ -350,6 +354,8 @@ def _fit(model, train_ds, val_ds, epoch, splits, settings, run_dir, backup, resu
     ]
     if resumed and chief:
         print(f"Resuming the interrupted run in {run_dir}")
+    if verbose == "auto":  # a progress bar on a terminal; in a log file or a pipe, one line per epoch
+        verbose = 1 if sys.stdout.isatty() else 2
     history = model.fit(train_ds, validation_data=val_ds, epochs=settings["epochs"], callbacks=callbacks,
                         verbose=verbose)
     if divergence.epoch is not None:

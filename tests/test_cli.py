@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,10 @@ def one_epoch_run(tmp_path_factory):
 def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_run):
     run_dir, result = one_epoch_run
     assert run_dir in result.stdout and "Done: 1 epochs" in result.stdout
+    # Not a terminal: one plain line per epoch, not a bar redrawn with carriage returns and colours.
+    lines = result.stdout.splitlines()
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    assert re.match(r"(\d+)/\1 - \d+s - .* - val_loss: ", lines[0]) and lines[1].startswith("Done: ")
     for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert _epochs(run_dir) == [1]  # numbered as the checkpoints
@@ -106,6 +111,7 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
                            "--trials", "1")
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert status == 0 and "content accuracy   k=1: " in out
+    assert out.startswith("trial 1/1 - content k=1: ") and "\r" not in out  # one line per trial
     assert (metrics["settings"]["K"], metrics["settings"]["ks"], metrics["settings"]["trials"]) == (6, [1, 2], 1)
     assert metrics["settings"]["data"]["config"] == os.path.join(one_epoch_run[0], "config.yaml")
     assert 0.0 <= metrics["content_accuracy"]["2"]["mean"] <= 1.0
@@ -113,6 +119,7 @@ def test_evaluate_export_and_info_on_the_trained_model(one_epoch_run, tmp_path, 
                            "--formats", "onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "sm" / "digits" / "onnx" / "encoder.onnx")))
     assert status == 0 and not (tmp_path / "sm" / "digits" / "encoder").exists()  # onnx only, as asked
+    assert out.splitlines()[0] == "file set 1/1"  # one line per written step
     manifest = json.loads((tmp_path / "sm" / "digits" / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["onnx/decoder.onnx", "onnx/encoder.onnx", "onnx/group_encoder.onnx"]
     status, out, _ = run_cli(capsys, "info", "--model", model)

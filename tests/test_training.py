@@ -178,3 +178,15 @@ def test_the_same_seed_gives_bit_identical_weights_on_the_ragged_and_the_xla_pai
     for jit in (False, True):
         first, again = weights(jit), weights(jit)
         assert all(np.array_equal(a, b) for a, b in zip(first, again)), f"jit_compile={jit}"
+
+
+def test_progress_off_a_terminal_is_one_line_per_step_with_running_means(capsys):
+    from mlvae_tf.progress import Lines, progress_bar
+
+    bar = progress_bar(3, unit_name="trial")  # pytest's captured stdout is not a terminal
+    assert isinstance(bar, Lines)
+    bar.update(1, [("content", 0.5)])
+    bar.update(3, [("content", 0.8)])  # two steps at 0.8: (0.5 + 2 * 0.8) / 3
+    bar.add(0)
+    out = capsys.readouterr().out
+    assert out == "trial 1/3 - content: 0.5\ntrial 3/3 - content: 0.7\ntrial 3/3 - content: 0.7\n"

@@ -194,9 +194,8 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
         `style_cond_entropy_bits` (each `{k: {"mean", "std"}}`), `chance_accuracy` and `settings`
         (every choice above, the classes used and left out, the set sizes).
     """
-    import keras
-
     from mlvae_tf import validation
+    from mlvae_tf.progress import progress_bar
 
     images, labels = _check_test(test)
     trials = validation.check_positive_int(trials, "trials")
@@ -217,7 +216,7 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
     orders = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
     disjoint = all(len(order) >= 3 * K * trials for order in orders.values())
     epochs = []
-    bar = keras.utils.Progbar(trials, unit_name="trial") if progress else None
+    bar = progress_bar(trials, unit_name="trial") if progress else None
     for trial in range(trials):
         trial_rng = np.random.default_rng([seed, trial])
         chosen = {c: (order[3 * K * trial:3 * K * (trial + 1)] if disjoint else trial_rng.permutation(order)[:3 * K])
@@ -238,7 +237,7 @@ def compute_protocol(represent, test, K=None, ks=(1, 2, 5, 10), trials=5, featur
                 scores[f"{part}_accuracy"][k].append(float(np.mean(probabilities.argmax(1) == target)))
                 scores[f"{part}_cond_entropy_bits"][k].append(conditional_entropy_bits(target, probabilities))
         if bar is not None:
-            bar.update(trial + 1)
+            bar.update(trial + 1, [(f"{part} k={ks[0]}", scores[f"{part}_accuracy"][ks[0]][-1]) for part in PARTS])
     result = {name: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in per_k.items()}
               for name, per_k in scores.items()}
     result["chance_accuracy"] = 1.0 / len(classes)
