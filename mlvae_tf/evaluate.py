@@ -187,23 +187,25 @@ def factor_heat_map(result, path, title="Which factor each latent holds (linear 
     plt.close(fig)
 
 
-def evaluate_groupings(model, train, test, out, ks=(1, 10), probe=2000, columns=6, seed=0, provenance=None):
+def evaluate_groupings(model, train, test, out, ks=(1, 10), probes=("linear", "mlp"), size=2000, columns=6, seed=0,
+                       provenance=None):
     """The evaluation per latent of a `MultiLevelVAE`: which factor each latent holds, and grids
-    that swap one latent. Writes `factors.png` (the matrix at the largest k), `swap_<latent>.png`
-    per latent and `metrics.json` in `out`.
+    that swap one latent. Writes `factors_<probe>.png` (each probe's matrix at the largest k),
+    `swap_<latent>.png` per latent and `metrics.json` in `out`.
 
     Args:
         model: a trained `MultiLevelVAE`.
         train, test: `(images, {factor: int labels [N]})`: every ground-truth factor to probe
-            (the groupings among them). The probe is fitted on `probe` training images and scored
-            on up to `probe` test images.
+            (the groupings among them). The probes are fitted on `size` training images and
+            scored on up to `size` test images.
         ks: images of evidence per content reading (`latent_factor_accuracy`'s `k`).
+        probes: `latent_factor_accuracy`'s probes to read the latents with ("linear", "mlp").
         columns: images in the swap grids, of distinct values of the first grouping.
         provenance: optional dict (model file, data split) added to `metrics["settings"]`.
 
     Returns:
-        dict `{"accuracy": {k: {latent: {factor: accuracy}}}, "chance": {factor: rate}, "settings": ...}`,
-        `k` a string as in `metrics.json`.
+        dict `{"accuracy": {probe: {k: {latent: {factor: accuracy}}}}, "chance": {factor: rate},
+        "settings": ...}`, `k` a string as in `metrics.json`.
     """
     from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid
 
@@ -212,16 +214,19 @@ def evaluate_groupings(model, train, test, out, ks=(1, 10), probe=2000, columns=
     missing = [name for name in model.groupings if name not in test[1]]
     if missing:
         raise ValueError(f"`test`: the factors {sorted(test[1])} lack the model's groupings {missing}.")
-    parts = [(x[:probe], {factor: labels[:probe] for factor, labels in factors.items()}) for x, factors in (train, test)]
-    results = {str(k): latent_factor_accuracy(model, *parts, k=k, seed=seed) for k in ks}
-    metrics = {"accuracy": {k: result["accuracy"] for k, result in results.items()},
-               "chance": results[str(ks[0])]["chance"],
-               "settings": {"ks": list(ks), "probe_train": len(parts[0][0]), "probe_test": len(parts[1][0]),
-                            "seed": seed, **(provenance or {})}}
+    parts = [(x[:size], {factor: labels[:size] for factor, labels in factors.items()}) for x, factors in (train, test)]
+    results = {probe: {str(k): latent_factor_accuracy(model, *parts, k=k, seed=seed, probe=probe) for k in ks}
+               for probe in probes}
+    metrics = {"accuracy": {probe: {k: result["accuracy"] for k, result in per_k.items()}
+                            for probe, per_k in results.items()},
+               "chance": results[probes[0]][str(ks[0])]["chance"],
+               "settings": {"ks": list(ks), "probes": list(probes), "probe_train": len(parts[0][0]),
+                            "probe_test": len(parts[1][0]), "seed": seed, **(provenance or {})}}
     os.makedirs(out, exist_ok=True)
     largest = str(max(ks))
-    factor_heat_map(results[largest], os.path.join(out, "factors.png"),
-                    f"Which factor each latent holds (linear probe; contents accumulated over {largest} images)")
+    for probe, per_k in results.items():
+        factor_heat_map(per_k[largest], os.path.join(out, f"factors_{probe}.png"),
+                        f"Which factor each latent holds ({probe} probe; contents accumulated over {largest} images)")
     first = test[1][model.groupings[0]]
     picked = [int(np.flatnonzero(first == value)[0]) for value in np.unique(first)[:columns]]
     for latent in model.groupings + ("style",):
@@ -232,17 +237,17 @@ def evaluate_groupings(model, train, test, out, ks=(1, 10), probe=2000, columns=
     return metrics
 
 
-def factor_table(metrics):
-    """`evaluate_groupings`'s matrices as markdown rows: one per latent and k (the style once, it
-    reads one image), then chance."""
-    ks = list(metrics["accuracy"])
-    factors = list(metrics["chance"])
+def factor_table(accuracy, chance):
+    """A latent x factor matrix per k (`{k: {latent: {factor: accuracy}}}`) as markdown rows: one
+    per latent and k (the style once: it reads one image), then `chance` (`{factor: rate}`)."""
+    ks = list(accuracy)
+    factors = list(chance)
     lines = ["| latent | k | " + " | ".join(factors) + " |", "|---|---|" + "---|" * len(factors)]
-    for latent in metrics["accuracy"][ks[0]]:
+    for latent in accuracy[ks[0]]:
         for k in ks if latent != "style" else ks[:1]:
-            row = metrics["accuracy"][k][latent]
+            row = accuracy[k][latent]
             lines.append(f"| {latent} | {k} | " + " | ".join(f"{row[f]:.2f}" for f in factors) + " |")
-    lines.append("| chance | | " + " | ".join(f"{metrics['chance'][f]:.2f}" for f in factors) + " |")
+    lines.append("| chance | | " + " | ".join(f"{chance[f]:.2f}" for f in factors) + " |")
     return "\n".join(lines)
 
 
@@ -379,12 +384,13 @@ def _evaluate_groupings(model, splits, out, ks, args, settings, config_path, pro
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     chosen = metrics["settings"]
-    print(f"latent x factor accuracy: logistic regression from each latent's posterior means, fitted on "
-          f"{chosen['probe_train']} training images, scored on {chosen['probe_test']} test images of data "
-          f"{settings['name']} (seed {settings['seed']}); contents accumulated over k images sharing the factor")
-    print(factor_table(metrics))
-    print(f"Outputs in {out}/: factors.png, " + ", ".join(f"swap_{latent}.png" for latent in model.groupings)
-          + ", swap_style.png, metrics.json")
+    print(f"latent x factor accuracy: a probe from each latent's posterior means, fitted on {chosen['probe_train']} "
+          f"training images, scored on {chosen['probe_test']} test images of data {settings['name']} (seed "
+          f"{settings['seed']}); contents accumulated over k images sharing the factor")
+    for probe, name in (("linear", "logistic regression"), ("mlp", "MLP, 2 x 128 units")):
+        print(f"\n{probe} probe ({name}):\n" + factor_table(metrics["accuracy"][probe], metrics["chance"]))
+    print(f"Outputs in {out}/: factors_linear.png, factors_mlp.png, "
+          + ", ".join(f"swap_{latent}.png" for latent in model.groupings) + ", swap_style.png, metrics.json")
     return 0
 
 

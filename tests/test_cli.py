@@ -266,15 +266,18 @@ evaluate: {{K: null, ks: [1, 4]}}
     assert status == 0, err[-2000:]
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     factors = ["shape", "color", "scale", "rotation", "position_x", "position_y"]
-    assert list(metrics["chance"]) == factors and list(metrics["accuracy"]) == ["1", "4"]
-    assert list(metrics["accuracy"]["4"]) == ["shape", "color", "style"]
-    assert "| shape | 4 | " in out and "| style | 1 | " in out and "| style | 4 |" not in out
-    for name in ("factors.png", "swap_shape.png", "swap_color.png", "swap_style.png"):
+    assert list(metrics["chance"]) == factors and list(metrics["accuracy"]) == ["linear", "mlp"]
+    assert list(metrics["accuracy"]["mlp"]) == ["1", "4"]
+    assert list(metrics["accuracy"]["linear"]["4"]) == ["shape", "color", "style"]
+    assert "linear probe" in out and "mlp probe" in out and out.count("| shape | 4 | ") == 2
+    assert "| style | 1 | " in out and "| style | 4 |" not in out
+    for name in ("factors_linear.png", "factors_mlp.png", "swap_shape.png", "swap_color.png", "swap_style.png"):
         assert (tmp_path / "report" / name).exists(), name
     splits = mlvae_tf.data.load_splits("grouped_shapes/small", factors, data_dir=str(shapes_dir))
     (x, labels), (y, test_labels) = splits["train"], splits["test"]
     direct = latent_factor_accuracy(model, (x[:2000], {f: v[:2000] for f, v in labels.items()}), (y, test_labels), k=4)
-    np.testing.assert_allclose([metrics["accuracy"]["4"][latent][f] for latent in direct["accuracy"] for f in factors],
+    np.testing.assert_allclose([metrics["accuracy"]["linear"]["4"][latent][f] for latent in direct["accuracy"]
+                                for f in factors],
                                [direct["accuracy"][latent][f] for latent in direct["accuracy"] for f in factors])
 
 

@@ -155,6 +155,38 @@ def test_the_latent_factor_matrix_reads_a_factor_a_latent_holds_and_not_one_it_l
     assert 0.5 <= result["chance"]["noise"] < 0.7
 
 
+class _Latents:
+    """A stand-in model whose latents are its inputs: rows `[content (2) | style (2)]`."""
+
+    groupings = ("shape",)
+
+    def encode(self, rows):
+        rows = np.asarray(rows, np.float32)
+        return {"content_mean": rows[:, :2], "content_log_var": np.zeros_like(rows[:, :2]),
+                "style_mean": rows[:, 2:], "style_log_var": np.zeros_like(rows[:, 2:])}
+
+    def split(self, content):
+        return {"shape": content}
+
+
+def test_the_mlp_probe_reads_a_factor_no_hyperplane_separates():
+    """A factor that is the XOR of the style's two signs: the linear probe reads it at chance, the
+    "mlp" probe nearly perfectly; the content, free of it, stays at chance under both."""
+    rng = np.random.default_rng(0)
+
+    def part(n):
+        rows = rng.normal(size=(n, 4))
+        return rows, {"xor": ((rows[:, 2] > 0) ^ (rows[:, 3] > 0)).astype(int)}
+
+    train, test = part(1500), part(500)
+    linear = latent_factor_accuracy(_Latents(), train, test)["accuracy"]
+    mlp = latent_factor_accuracy(_Latents(), train, test, probe="mlp")["accuracy"]
+    assert linear["style"]["xor"] < 0.6 and mlp["style"]["xor"] > 0.9, (linear, mlp)
+    assert linear["shape"]["xor"] < 0.6 and mlp["shape"]["xor"] < 0.6
+    with pytest.raises(ValueError, match="`probe` must be one of"):
+        latent_factor_accuracy(_Latents(), train, test, probe="forest")
+
+
 def test_the_group_encoder_exports_with_one_id_input_per_grouping_in_savedmodel_and_onnx(tmp_path):
     import onnxruntime as ort
 
