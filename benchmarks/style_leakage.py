@@ -53,6 +53,10 @@ OPTIONS = [
     ("style 10, critic, weight 30", ["model.style_dim=10", "model.critic_weight=30.0"]),
     ("style 10, critic, weight 100", ["model.style_dim=10", "model.critic_weight=100.0"]),
     ("style 10, critic, weight 1000", ["model.style_dim=10", "model.critic_weight=1000.0"]),
+    ("style 10, style KL weight 3", ["model.style_dim=10", "model.kl_style_weight=3.0"]),
+    ("style 10, style KL weight 10", ["model.style_dim=10", "model.kl_style_weight=10.0"]),
+    ("style 10, style KL weight 30", ["model.style_dim=10", "model.kl_style_weight=30.0"]),
+    ("style 10, style KL weight 100", ["model.style_dim=10", "model.kl_style_weight=100.0"]),
 ]
 
 
