@@ -1,7 +1,7 @@
 """Two groupings at once: the grouped shapes grouped by shape and by colour (`MultiLevelVAE`).
 
-python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000] [--kl-style-weight 1]
-    [--out docs]
+python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
+    [--kl-style-weight 1] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
@@ -71,7 +71,8 @@ def main(argv=None):
                    os.path.join(args.out, f"groupings_swap_{latent}.png"),
                    f"Row i, column j: image i with the {latent} latent of image j (all else kept)")
     print(factor_table({str(k): result["accuracy"] for k, result in results.items()}, results[1]["chance"]))
-    print("\nThe same read by an MLP probe (2 x 128 units, `probe=\"mlp\"`):\n" + factor_table(strict, results[1]["chance"]))
+    print("\nThe same read by an MLP probe (2 x 128 units, `probe=\"mlp\"`):")
+    print(factor_table(strict, results[1]["chance"]))
     print(json.dumps({"final_loss": round(history["loss"][-1], 1), "train_s": round(trained),
                       "total_s": round(time.time() - start)}))
     return results

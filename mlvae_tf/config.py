@@ -11,7 +11,8 @@ import re
 
 import yaml
 
-__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides", "groupings"]
+__all__ = ["ConfigError", "DEFAULTS", "DATASETS", "MODELS", "load_config", "validate", "apply_overrides",
+           "content_dims"]
 
 DATASETS = ("digits", "fashion_mnist", "mnist", "grouped_shapes", "grouped_shapes/small")
 MODELS = ("mlvae", "vae", "regularised_vae", "svi")
@@ -205,7 +206,7 @@ def _check_groupings(data, model):
                           f"make data.group_key a list of its keys (one grouping: an integer).")
 
 
-def groupings(config):
+def content_dims(config):
     """`{group_key: content size}` of a config with several groupings (`data.group_key` a list),
     else None."""
     keys, dims = config["data"]["group_key"], config["model"]["content_dim"]

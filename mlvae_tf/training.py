@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from mlvae_tf.config import groupings
+from mlvae_tf.config import content_dims as config_content_dims
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, multi_grouped_dataset, to_pairs
 from mlvae_tf.evaluation import latent_swap_grid, readable_scale, swap_grid, tile
 from mlvae_tf.files import scratch_folder
@@ -167,8 +167,10 @@ class SwapGridSummary(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         latents = getattr(self.model, "groupings", None)
-        grids = ({f"swap_{latent}": latent_swap_grid(self.model, self.images, latent) for latent in latents + ("style",)}
-                 if latents else {"swap_grid": swap_grid(self.model, self.images)[1]})
+        if latents:
+            grids = {f"swap_{latent}": latent_swap_grid(self.model, self.images, latent) for latent in latents + ("style",)}
+        else:
+            grids = {"swap_grid": swap_grid(self.model, self.images)[1]}
         with tf.summary.create_file_writer(os.path.join(self.log_dir, "images")).as_default():
             for name, tiles in grids.items():
                 grid = np.clip(tile(tiles, scale=readable_scale(tiles), gap=2), 0.0, 1.0)  # tiles of >= 64 pixels
@@ -234,7 +236,7 @@ def make_model(settings, train, seed=None, content_dims=None):
     """The model that a config's `model` section describes (`kind`: "mlvae", "vae",
     "regularised_vae" or "svi"), for images like `train[0]`; keys of other kinds are not used.
     An SVI's tables are sized for and indexed with the training split `train` (`(images, labels)`).
-    With `content_dims` (`{grouping: size}`, `mlvae_tf.config.groupings`) it is a `MultiLevelVAE`."""
+    With `content_dims` (`{grouping: size}`, `mlvae_tf.config.content_dims`) it is a `MultiLevelVAE`."""
     kind = settings.get("kind", "mlvae")
     arguments = {key: settings[key] for key in _SHARED + _OWN[kind] if key in settings}
     images, labels = train
@@ -261,10 +263,12 @@ def build(config, splits, epoch=None):
     """
     data, settings = config["data"], config["train"]
     batches = dict(groups_per_batch=data["groups_per_batch"], max_group_size=data["max_group_size"])
-    content_dims = groupings(config)
+    content_dims = config_content_dims(config)
     if content_dims:  # several groupings: [N, K] ids, the first grouping's groups whole (multi_grouped_dataset)
-        first = lambda part: splits[part][1][data["group_key"][0]]  # noqa: E731
-        pad = lambda part: largest_batch(first(part), **batches) if settings["jit_compile"] is True else None  # noqa: E731
+        def pad(part):  # XLA on request: one batch size, the first grouping's largest
+            first = splits[part][1][data["group_key"][0]]
+            return largest_batch(first, **batches) if settings["jit_compile"] is True else None
+
         train_ds = multi_grouped_dataset(*splits["train"], shuffle=True, seed=data["seed"], epoch=epoch,
                                          pad_to=pad("train"), **batches)
         val_ds = multi_grouped_dataset(*splits["val"], shuffle=False, pad_to=pad("val"), **batches)

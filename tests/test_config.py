@@ -78,8 +78,9 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
 
 
 def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
-    from mlvae_tf.config import groupings
+    from mlvae_tf.config import content_dims
 
-    assert groupings(load_config(CONFIGS / "groupings.yaml")) == {"shape": 8, "color": 4}
-    assert groupings(load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])) == {"shape": 5, "color": 5}
-    assert groupings(load_config(None)) is None  # one grouping: the ML-VAE
+    assert content_dims(load_config(CONFIGS / "groupings.yaml")) == {"shape": 8, "color": 4}
+    same = load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])
+    assert content_dims(same) == {"shape": 5, "color": 5}
+    assert content_dims(load_config(None)) is None  # one grouping: the ML-VAE

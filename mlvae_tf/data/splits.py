@@ -8,6 +8,11 @@ from mlvae_tf.data.tfds import load_tfds_arrays, mnist_splits
 __all__ = ["load_splits"]
 
 
+def _take(labels, index):
+    """`labels[index]`, or each grouping's (`{key: [N]}`)."""
+    return {key: value[index] for key, value in labels.items()} if isinstance(labels, dict) else labels[index]
+
+
 def load_splits(name, group_key="label", seed=0, data_dir=None):
     """Train, validation and test parts of a named data set.
 
@@ -34,7 +39,6 @@ def load_splits(name, group_key="label", seed=0, data_dir=None):
         builder = name if "/" in name else "grouped_shapes/default"
         x, labels = load_tfds_arrays(builder, group_key, data_dir=data_dir)
         parts = split_observations(len(x), (0.8, 0.1, 0.1), seed=seed)
-        pick = lambda idx: {k: v[idx] for k, v in labels.items()} if isinstance(labels, dict) else labels[idx]  # noqa: E731
-        return {part: (x[idx], pick(idx)) for part, idx in zip(("train", "val", "test"), parts)}
+        return {part: (x[idx], _take(labels, idx)) for part, idx in zip(("train", "val", "test"), parts)}
     raise ValueError("`name` must be one of digits, fashion_mnist, mnist, grouped_shapes, grouped_shapes/small; "
                      f"got {name!r}.")
