@@ -117,6 +117,7 @@ def _schema():
             "content_samples": _choice("observation", "group"),  # mlvae: one content sample per ...
             "cycle_weight": _non_negative_float,  # mlvae: the reverse cycle's weight (0: the paper's model)
             "critic_weight": _non_negative_float,  # mlvae: the style critic's weight (0: the paper's model)
+            "independence_weight": _non_negative_float,  # mlvae: the style-group HSIC's weight (0: the paper's)
         },
         "train": {
             "epochs": _positive_int,
@@ -146,7 +147,8 @@ DEFAULTS = {
     "model": {"kind": "mlvae", "content_dim": 10, "style_dim": 3, "architecture": "mlp", "likelihood": "bernoulli",
               "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,
               "kl_content_weight": 1.0, "penalty_weight": 1.0, "inference_steps": 100,
-              "content_samples": "observation", "cycle_weight": 0.0, "critic_weight": 0.0},
+              "content_samples": "observation", "cycle_weight": 0.0, "critic_weight": 0.0,
+              "independence_weight": 0.0},
     # steps_per_execution: steps per call into TensorFlow (callbacks see every 10th batch); the same
     # training, faster. jit_compile: "auto" runs the model's fastest measured path (XLA on padded
     # (images, group_ids) pairs for the "mlp" networks, graph mode for conv64 on a CPU; MLVAE.compile);
@@ -194,7 +196,7 @@ def _check_groupings(data, model):
         if model.get("kind", "mlvae") != "mlvae":
             raise ConfigError(f"config key `data.group_key` lists several groupings {keys}, which only model.kind "
                               f"mlvae trains (a MultiLevelVAE); got model.kind {model['kind']!r}.")
-        for option in ("cycle_weight", "critic_weight"):
+        for option in ("cycle_weight", "critic_weight", "independence_weight"):
             if model.get(option):
                 raise ConfigError(f"config key `model.{option}` must be 0 with several groupings (data.group_key "
                                   f"{keys}), got {model[option]!r}.")

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-__all__ = ["average_group_elbo", "pair_penalty"]
+__all__ = ["average_group_elbo", "pair_penalty", "group_dependence"]
 
 
 def average_group_elbo(log_likelihood, kl_style, kl_content, num_groups, kl_style_weight=1.0, kl_content_weight=1.0):
@@ -58,3 +58,29 @@ def pair_penalty(pair_kl, is_pair, pair_group, num_observations, num_groups, num
     counts = tf.math.unsorted_segment_sum(weight, pair_group, segments)
     num_groups = tf.cast(num_groups, pair_kl.dtype)
     return tf.cast(num_observations, pair_kl.dtype) / num_groups**2 * tf.reduce_sum(tf.math.divide_no_nan(totals, counts))
+
+
+def group_dependence(features, group_ids, bandwidth=1.0):
+    """HSIC (Gretton et al., 2005; the biased estimator) between rows and their group membership.
+
+    HSIC = tr(K H L H) / n^2 with K_ij = exp(-|f_i - f_j|^2 / (2 bandwidth^2)) on the features,
+    L_ij = [g_i = g_j] on the groups and H the centring matrix: 0 when the features are spread
+    alike in every group (as the kernel sees them), larger the more a row's features tell its
+    group. Rows with a negative group id (padding) are left out.
+
+    Args:
+        features: float `[N, d]`; group_ids: int `[N]`; bandwidth: the Gaussian kernel's width.
+
+    Returns:
+        scalar.
+    """
+    observed = tf.cast(group_ids >= 0, features.dtype)  # [N]
+    mask = observed[:, None] * observed[None, :]
+    n = tf.maximum(tf.reduce_sum(observed), 1.0)
+    squares = tf.reduce_sum(features**2, axis=1)
+    distances = tf.maximum(squares[:, None] + squares[None, :] - 2.0 * tf.matmul(features, features, transpose_b=True), 0.0)
+    k = tf.exp(-distances / (2.0 * bandwidth**2)) * mask
+    same = tf.cast(tf.equal(group_ids[:, None], group_ids[None, :]), features.dtype) * mask
+    rows_k, rows_l = tf.reduce_sum(k, axis=1), tf.reduce_sum(same, axis=1)
+    return (tf.reduce_sum(k * same) / n**2 - 2.0 * tf.reduce_sum(rows_k * rows_l) / n**3
+            + tf.reduce_sum(k) * tf.reduce_sum(same) / n**4)

@@ -29,7 +29,8 @@ def _loss_and_gradients(model, noise):
     return terms, tape.gradient(terms["loss"], model.trainable_weights)
 
 
-@pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation"), dict(critic_weight=0.0)])
+@pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation"), dict(critic_weight=0.0),
+                                    dict(independence_weight=0.0)])
 def test_an_option_that_is_off_is_the_papers_model(kwargs):
     plain, option = make_tiny_model(), make_tiny_model(**kwargs)
     option.set_weights(plain.get_weights())
@@ -116,6 +117,35 @@ def test_the_critic_learns_and_the_encoder_gets_its_gradient_reversed():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
+def _hsic(features, ids, bandwidth):
+    """tr(K H L H) / n^2 in NumPy, on the rows with an id >= 0."""
+    features, ids = features[ids >= 0].astype(np.float64), ids[ids >= 0]
+    n = len(ids)
+    k = np.exp(-((features[:, None] - features[None]) ** 2).sum(-1) / (2 * bandwidth**2))
+    same = (ids[:, None] == ids[None]).astype(np.float64)
+    h = np.eye(n) - 1.0 / n
+    return np.trace(k @ h @ same @ h) / n**2
+
+
+def test_the_independence_term_is_the_hsic_of_the_style_means_and_the_groups():
+    from mlvae_tf.losses import group_dependence
+
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(9, 3)).astype(np.float32)
+    ids = np.array([0, 0, 1, 1, 1, 2, -1, 2, -1], np.int32)  # two padding rows
+    np.testing.assert_allclose(group_dependence(features, ids, 1.5), _hsic(features, ids, 1.5), rtol=1e-5)
+    same = np.repeat(rng.normal(size=(1, 3)), 9, axis=0).astype(np.float32)  # one point for every group: independent
+    np.testing.assert_allclose(group_dependence(same, ids, 1.5), 0.0, atol=1e-7)
+    model = make_tiny_model(independence_weight=4.0)
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
+    expected = _hsic(np.asarray(model.encode(X)["style_mean"]), IDS, np.sqrt(STYLE_DIM))
+    np.testing.assert_allclose(terms["independence"], expected, rtol=1e-5)
+    plain = make_tiny_model()
+    plain.set_weights(model.get_weights())
+    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["loss"]
+    np.testing.assert_allclose(terms["loss"], elbo + 4.0 * len(X) / 4 * expected, rtol=1e-5)
+
+
 def test_one_content_sample_per_group_is_shared_by_its_members():
     model = make_tiny_model(content_samples="group")
     encoded = model.encode(X)
@@ -127,25 +157,27 @@ def test_one_content_sample_per_group_is_shared_by_its_members():
 
 
 def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
-    model = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0)
+    model = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0, independence_weight=2.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), epochs=2, verbose=0).history
     assert "cycle" in history and np.isfinite(history["cycle"]).all() and history["cycle"][0] > 0
-    assert 0 < history["critic"][0] < 5
+    assert 0 < history["critic"][0] < 5 and 0 < history["independence"][0] < 1
     pairs = mlvae_tf.data.to_pairs(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), pad_to=8)
-    xla = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0)
+    xla = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0, independence_weight=2.0)
     xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=2)
     xla_history = xla.fit(pairs, epochs=1, verbose=0).history  # the fused XLA path
-    assert np.isfinite(xla_history["cycle"]).all() and np.isfinite(xla_history["critic"]).all()
+    assert all(np.isfinite(xla_history[term]).all() for term in ("cycle", "critic", "independence"))
     model.save(tmp_path / "m.keras")
     loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
-    assert (loaded.content_samples, loaded.cycle_weight, loaded.critic_weight) == ("group", 0.5, 1.0)
+    assert (loaded.content_samples, loaded.cycle_weight, loaded.critic_weight, loaded.independence_weight) == (
+        "group", 0.5, 1.0, 2.0)
     np.testing.assert_allclose(loaded.critic.get_weights()[0], model.critic.get_weights()[0])
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(cycle_weight=-1.0), "`cycle_weight` must be a number >= 0"),
     (dict(critic_weight="1"), "`critic_weight` must be a number >= 0"),
+    (dict(independence_weight=-2), "`independence_weight` must be a number >= 0"),
     (dict(content_samples="batch"), "`content_samples` must be one of"),
     (dict(content_samples="group", aggregation="mixture"), "`content_samples='group'` needs aggregation='product'"),
 ])

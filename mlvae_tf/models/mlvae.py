@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from mlvae_tf import distributions, grouping
+from mlvae_tf import distributions, grouping, losses
 from mlvae_tf.models.autoencoder import Autoencoder
 
 __all__ = ["MLVAE", "TERMS", "CONTENT_SAMPLES"]
@@ -56,6 +56,11 @@ class MLVAE(Autoencoder):
             network learns to tell whether two style means of a batch come from the same group,
             and the encoder is trained against it (the critic's gradient, reversed and scaled by
             `critic_weight`). Logged as `critic`, its cross-entropy (ln 2 = 0.69 when it cannot tell).
+        independence_weight: weight of the style's dependence on the groups, 0 (the paper's model)
+            by default: the HSIC between the batch's style means and their group membership
+            (`losses.group_dependence`, Gaussian kernel of width sqrt(style_dim)), on the ELBO's
+            per-group scale (times observations per group), is added to the loss; no adversary.
+            Logged as `independence` (the HSIC).
         seed: seed of the sampling noise.
 
     Example:
@@ -66,15 +71,16 @@ class MLVAE(Autoencoder):
 
     def __init__(self, input_shape, content_dim=10, style_dim=10, architecture="mlp", likelihood="bernoulli",
                  aggregation="product", hidden_units=500, observation_scale=1.0, kl_style_weight=1.0,
-                 kl_content_weight=1.0, content_samples="observation", cycle_weight=0.0, critic_weight=0.0, seed=None,
-                 **kwargs):
+                 kl_content_weight=1.0, content_samples="observation", cycle_weight=0.0, critic_weight=0.0,
+                 independence_weight=0.0, seed=None, **kwargs):
         if aggregation not in distributions.AGGREGATIONS:
             raise ValueError(f"`aggregation` must be one of {distributions.AGGREGATIONS}, got {aggregation!r}.")
         if content_samples not in CONTENT_SAMPLES:
             raise ValueError(f"`content_samples` must be one of {CONTENT_SAMPLES}, got {content_samples!r}.")
         if content_samples == "group" and aggregation != "product":
             raise ValueError("`content_samples='group'` needs aggregation='product' (the mixture samples a member).")
-        for name, weight in (("cycle_weight", cycle_weight), ("critic_weight", critic_weight)):
+        for name, weight in (("cycle_weight", cycle_weight), ("critic_weight", critic_weight),
+                             ("independence_weight", independence_weight)):
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
                 raise ValueError(f"`{name}` must be a number >= 0, got {weight!r}.")
         super().__init__(input_shape, content_dim=content_dim, style_dim=style_dim, architecture=architecture,
@@ -84,6 +90,9 @@ class MLVAE(Autoencoder):
         self.content_samples = content_samples
         self.cycle_weight = float(cycle_weight)
         self.critic_weight = float(critic_weight)
+        self.independence_weight = float(independence_weight)
+        if self.independence_weight:
+            self.trackers["independence"] = keras.metrics.Mean(name="independence")
         if self.cycle_weight:
             self.trackers["cycle"] = keras.metrics.Mean(name="cycle")
         if self.critic_weight:
@@ -93,7 +102,8 @@ class MLVAE(Autoencoder):
 
     def get_config(self):
         return {**super().get_config(), "aggregation": self.aggregation, "content_samples": self.content_samples,
-                "cycle_weight": self.cycle_weight, "critic_weight": self.critic_weight}
+                "cycle_weight": self.cycle_weight, "critic_weight": self.critic_weight,
+                "independence_weight": self.independence_weight}
 
     def _aggregate(self, mean, log_var, group_ids, num_groups):
         """The group's content posterior: the product of Normals, or the mixture's moments."""
@@ -146,6 +156,12 @@ class MLVAE(Autoencoder):
                                                 group_ids, segments)
             per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)  # on the ELBO's per-group scale
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
+        if self.independence_weight:
+            dependence = losses.group_dependence(encoded["style_mean"], self._first_grouping(group_ids),
+                                                 bandwidth=float(self.style_dim) ** 0.5)
+            per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)
+            terms = {**terms, "loss": terms["loss"] + self.independence_weight * per_group * dependence,
+                     "independence": dependence}
         return terms
 
     def _sample_contents(self, encoded, group_ids, num_groups, num_segments, noise):

@@ -57,7 +57,7 @@ class MultiLevelVAE(MLVAE):
         dims = {str(name): validation.check_positive_int(size, f"content_dims[{name!r}]")
                 for name, size in content_dims.items()}
         kwargs.pop("content_dim", None)  # the sum of `content_dims` (a saved config holds it)
-        for option in ("cycle_weight", "critic_weight"):
+        for option in ("cycle_weight", "critic_weight", "independence_weight"):
             if kwargs.get(option):
                 raise ValueError(f"`{option}` is not available with several groupings: it must be 0.")
         super().__init__(input_shape, content_dim=sum(dims.values()), style_dim=style_dim, **kwargs)
