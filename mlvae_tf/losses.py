@@ -60,7 +60,7 @@ def pair_penalty(pair_kl, is_pair, pair_group, num_observations, num_groups, num
     return tf.cast(num_observations, pair_kl.dtype) / num_groups**2 * tf.reduce_sum(tf.math.divide_no_nan(totals, counts))
 
 
-def group_dependence(features, group_ids, bandwidth=1.0):
+def group_dependence(features, group_ids, bandwidth=None):
     """HSIC (Gretton et al., 2005; the biased estimator) between rows and their group membership.
 
     HSIC = tr(K H L H) / n^2 with K_ij = exp(-|f_i - f_j|^2 / (2 bandwidth^2)) on the features,
@@ -69,7 +69,10 @@ def group_dependence(features, group_ids, bandwidth=1.0):
     group. Rows with a negative group id (padding) are left out.
 
     Args:
-        features: float `[N, d]`; group_ids: int `[N]`; bandwidth: the Gaussian kernel's width.
+        features: float `[N, d]`; group_ids: int `[N]`.
+        bandwidth: the Gaussian kernel's width; None: the features' own scale, 2 bandwidth^2 =
+            the mean squared distance between two rows (held constant in the gradient), so that
+            the kernel neither sees every pair as far apart nor as equal, whatever the scale.
 
     Returns:
         scalar.
@@ -79,7 +82,11 @@ def group_dependence(features, group_ids, bandwidth=1.0):
     n = tf.maximum(tf.reduce_sum(observed), 1.0)
     squares = tf.reduce_sum(features**2, axis=1)
     distances = tf.maximum(squares[:, None] + squares[None, :] - 2.0 * tf.matmul(features, features, transpose_b=True), 0.0)
-    k = tf.exp(-distances / (2.0 * bandwidth**2)) * mask
+    if bandwidth is None:
+        scale = tf.stop_gradient(tf.reduce_sum(distances * mask) / tf.maximum(n * (n - 1.0), 1.0))
+    else:
+        scale = 2.0 * bandwidth**2
+    k = tf.exp(-distances / tf.maximum(scale, 1e-12)) * mask
     same = tf.cast(tf.equal(group_ids[:, None], group_ids[None, :]), features.dtype) * mask
     rows_k, rows_l = tf.reduce_sum(k, axis=1), tf.reduce_sum(same, axis=1)
     return (tf.reduce_sum(k * same) / n**2 - 2.0 * tf.reduce_sum(rows_k * rows_l) / n**3

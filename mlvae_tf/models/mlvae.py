@@ -58,7 +58,7 @@ class MLVAE(Autoencoder):
             `critic_weight`). Logged as `critic`, its cross-entropy (ln 2 = 0.69 when it cannot tell).
         independence_weight: weight of the style's dependence on the groups, 0 (the paper's model)
             by default: the HSIC between the batch's style means and their group membership
-            (`losses.group_dependence`, Gaussian kernel of width sqrt(style_dim)), on the ELBO's
+            (`losses.group_dependence`, a Gaussian kernel at the style means' own scale), on the ELBO's
             per-group scale (times observations per group), is added to the loss; no adversary.
             Logged as `independence` (the HSIC).
         seed: seed of the sampling noise.
@@ -157,8 +157,7 @@ class MLVAE(Autoencoder):
             per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)  # on the ELBO's per-group scale
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
         if self.independence_weight:
-            dependence = losses.group_dependence(encoded["style_mean"], self._first_grouping(group_ids),
-                                                 bandwidth=float(self.style_dim) ** 0.5)
+            dependence = losses.group_dependence(encoded["style_mean"], self._first_grouping(group_ids))
             per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)
             terms = {**terms, "loss": terms["loss"] + self.independence_weight * per_group * dependence,
                      "independence": dependence}
