@@ -14,7 +14,8 @@ def test_default_config_file_is_the_built_in_default():
     assert load_config(CONFIGS / "digits.yaml") == load_config(None) == DEFAULTS
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes", "groupings"])
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes", "groupings", "digits_critic",
+                                  "fashion_mnist_kl_style"])
 def test_every_shipped_config_is_valid_and_uses_the_paper_optimiser(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config["name"] == name and config["train"]["learning_rate"] == 1e-3
@@ -84,3 +85,16 @@ def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
     same = load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])
     assert content_dims(same) == {"shape": 5, "color": 5}
     assert content_dims(load_config(None)) is None  # one grouping: the ML-VAE
+
+
+@pytest.mark.parametrize("name, base, overrides", [
+    ("digits_critic", None, ["train.epochs=40", "model.style_dim=10", "model.critic_weight=10.0"]),
+    ("fashion_mnist_kl_style", CONFIGS / "fashion_mnist.yaml", ["model.style_dim=10", "model.kl_style_weight=100.0"]),
+])
+def test_the_recommended_style_configs_are_the_measured_rows(name, base, overrides):
+    """Issue 16's recommended configs are `benchmarks.style_leakage`'s rows whose numbers their
+    comments quote: the same settings but the name."""
+    from benchmarks.style_leakage import OPTIONS
+
+    assert [o for _, o in OPTIONS if o == overrides[-2:]]  # the row is still measured
+    assert load_config(CONFIGS / f"{name}.yaml") == {**load_config(base, overrides), "name": name}
