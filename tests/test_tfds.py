@@ -142,3 +142,14 @@ def test_streamed_grouping_is_reproducible_for_a_seed(shapes_dir):
     first, again, other = first_batches(3), first_batches(3), first_batches(4)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_preparing_off_a_terminal_draws_no_progress_bars(tmp_path, capfd):
+    import tensorflow_datasets as tfds
+
+    try:
+        mlvae_tf.data.load_tfds_arrays("grouped_shapes/small", "shape", data_dir=str(tmp_path))
+        out, err = capfd.readouterr()
+        assert "grouped_shapes" in out + err and "\r" not in out + err  # TFDS's own lines, no bar redrawn
+    finally:
+        tfds.display_progress_bar(True)

@@ -12,6 +12,7 @@ observations that happened to arrive together. Like chunking, this biases the gr
 
 import contextlib
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -45,7 +46,12 @@ def _download_retries(retries):
 
 
 def _prepare(builder):
-    """`builder.download_and_prepare()`, failing fast with one line where the download cannot happen."""
+    """`builder.download_and_prepare()`, failing fast with one line where the download cannot happen.
+    Off a terminal (a log file, a pipe), without TFDS's progress bars, which redraw with carriage returns."""
+    if not sys.stderr.isatty():
+        import tensorflow_datasets as tfds
+
+        tfds.display_progress_bar(False)
     try:
         with _download_retries(DOWNLOAD_RETRIES):
             builder.download_and_prepare()
