@@ -70,8 +70,7 @@ NETWORKS = {  # architecture: (input shape, latent size, likelihood); conv64 is 
 
 
 def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp",
-                 images_in_pipeline=False):
+                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp"):
     """A warmed-up model and its repeated pipeline, on batches whose groups have `sizes`; returns
     `timed_round(steps)`, the observations per second of one `fit` call of `steps` steps.
 
@@ -82,8 +81,7 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     compiled with XLA (with `keras_loop`, one call into XLA per step, as Keras runs it, instead of
     one per execution). With `path="default"`, the model is compiled with the package's defaults and
     fed `grouped_dataset`'s batches as they are, as the README trains (`jit` and
-    `steps_per_execution` unused; the step gathers its images on the device from index pairs, or
-    with `images_in_pipeline` the pipeline gathers them, as before). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
+    `steps_per_execution` unused). With `constant`, `fit` reads the pipeline's first batch over and over from memory:
     the step's own speed, without the pipeline's work on the same cores. A round is timed from
     its first to its last executed step, so a fit call's set-up is not counted.
     """
@@ -96,8 +94,6 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     ds = grouped.repeat()  # rounds of `steps_per_epoch` steps
     # As fit gets grouped_dataset's own output, an epoch at a time: what the default path pads to.
     ds._largest_batch, ds._mean_batch = grouped._largest_batch, grouped._mean_batch
-    if not images_in_pipeline:  # the default path's index pairs (`mlvae_tf.data.grouped.index_pairs`)
-        ds._images, ds._indices = grouped._images, grouped._indices.repeat()
     if jit and path != "default":  # one shape for one XLA program: shuffled batches of unequal groups padded to the largest
         pad_to = mlvae_tf.data.largest_batch(labels, len(sizes)) if shuffle else per_batch
         ds = mlvae_tf.data.to_pairs(ds, pad_to=pad_to)
@@ -177,26 +173,6 @@ def gemm_bound(observations, step=None, repeats=5, calls=30):
     return observations / best
 
 
-def _compare_pipeline(args, observations, fit_args):
-    """The default path with the images gathered on the device (index pairs) and in the pipeline,
-    in one process: rounds alternate, each followed by the GEMM bound; prints each one's median
-    fraction of the bound and their ratio."""
-    sizes = [args.group_size] * args.groups
-    trainers = {name: make_trainer(sizes, args.warmup, shuffle=not args.no_shuffle, images_in_pipeline=inside,
-                                   **fit_args) for name, inside in (("device", False), ("pipeline", True))}
-    step, fractions = gemm_step(observations), {name: [] for name in trainers}
-    for _ in range(args.rounds):
-        rates = {name: trainer(args.steps) for name, trainer in trainers.items()}
-        bound = gemm_bound(observations, step)
-        for name, rate in rates.items():
-            fractions[name].append(rate / bound)
-    medians = {name: statistics.median(values) for name, values in fractions.items()}
-    print(json.dumps({"fraction_of_gemm_bound": {name: round(m, 3) for name, m in medians.items()},
-                      "rounds": {name: [round(f, 3) for f in values] for name, values in fractions.items()},
-                      "device_over_pipeline": round(statistics.median(
-                          [a / b for a, b in zip(fractions["device"], fractions["pipeline"])]), 3)}), flush=True)
-
-
 def _run_json(command):
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -226,11 +202,6 @@ def main(argv=None):
                         help="the same batches every epoch (default: new batches each epoch, as users train)")
     parser.add_argument("--keras-loop", action="store_true",
                         help="with --jit: Keras's loop, one call into XLA per step (default: one XLA program per execution)")
-    parser.add_argument("--images-in-pipeline", action="store_true",
-                        help="default path: the input pipeline gathers the images (before: padded image pairs) "
-                             "instead of the step gathering them on the device from index pairs")
-    parser.add_argument("--compare-pipeline", action="store_true",
-                        help="default path, both ways in one process, rounds alternated, each against its own bound")
     parser.add_argument("--constant-batch", action="store_true",
                         help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
     args = parser.parse_args(argv)
@@ -248,9 +219,6 @@ def main(argv=None):
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution,
                 "keras_loop": args.keras_loop, "path": path, "architecture": args.architecture}
-    if args.compare_pipeline:
-        return _compare_pipeline(args, observations, fit_args)
-    fit_args["images_in_pipeline"] = args.images_in_pipeline
 
     bounds = []
     between = None

@@ -131,12 +131,11 @@ def grouped_dataset(
     ids, chunk_lengths = _chunks(group_ids, max_group_size)
     if len(ids) != len(x):
         raise ValueError(f"`group_ids` has length {len(ids)} but `x` has {len(x)} observations.")
-    indices, num_batches = _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch)
-    indices = indices.apply(tf.data.experimental.assert_cardinality(num_batches))
+    ds, num_batches = _index_batches(ids, chunk_lengths, groups_per_batch, shuffle, seed, drop_remainder, epoch)
     # One gather per batch: [groups, (members), *input_shape].
-    ds = indices.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-    ds._images, ds._indices = images, indices  # the default path's index pairs (`index_pairs`)
+    ds = ds.map(lambda members: members.with_flat_values(tf.gather(images, members.flat_values)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
     return _with_batch_sizes(ds, chunk_lengths, groups_per_batch, num_batches, shuffle)
 
 
@@ -341,22 +340,6 @@ def padded_pairs(dataset, pad_to):
     padded = dataset.map(lambda images, group_ids: _padded(images, group_ids, pad_to),
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return padded.prefetch(tf.data.AUTOTUNE)
-
-
-def index_pairs(dataset, pad_to):
-    """`grouped_dataset`'s batches as `(indices int32 [pad_to], group_ids int32 [pad_to])` pairs:
-    rows of the array it was made from (`dataset._images`), padding rows with index 0 and group id
-    -1. What `fit`'s default path feeds XLA, whose step gathers the images from a copy of the
-    array on the device: the input pipeline then moves a few integers per batch, not the images.
-    None where `dataset` is not `grouped_dataset`'s own output (a `.map` of it, say)."""
-    indices = getattr(dataset, "_indices", None)
-    if indices is None:
-        return None
-
-    def pair(members):
-        return _padded(tf.cast(members.flat_values, tf.int32), tf.cast(members.value_rowids(), tf.int32), pad_to)
-
-    return indices.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _padded(images, group_ids, pad_to):

@@ -3,9 +3,7 @@
 A subclass holds its networks, its loss terms (`compute_elbo_terms`) and its inference API
 (`encode`, `encode_groups`, `decode`, `decode_params`); this base holds the rest:
 - the batch forms: a `tf.RaggedTensor` `[groups, (observations), *input_shape]` or a pair
-  `(images [N, ...], group_ids int [N])` (-1: a padding row), unpacked to flat observations; on
-  the default XLA path, `(indices int32 [N], group_ids)` into the data set's images, which the
-  step gathers from a copy on the device (`_Held`);
+  `(images [N, ...], group_ids int [N])` (-1: a padding row), unpacked to flat observations;
 - the checks of what `fit` and `evaluate` get (no arrays, no ragged batches under XLA);
 - the XLA policy ("auto" by default: XLA where it pays, on pairs of one size; a model's refusal) and
   the fused executions of several XLA steps (`mlvae_tf.execution`);
@@ -23,7 +21,7 @@ import tensorflow as tf
 
 from mlvae_tf import execution, validation
 from mlvae_tf.data import replicas
-from mlvae_tf.data.grouped import index_pairs, padded_pairs
+from mlvae_tf.data.grouped import padded_pairs
 from mlvae_tf.files import atomic_path
 
 __all__ = ["GroupedModel"]
@@ -32,16 +30,6 @@ __all__ = ["GroupedModel"]
 # graph mode runs the paper's MNIST step at 0.665 of the GEMM bound and XLA at 0.785
 # (benchmarks/README.md), so XLA on padded batches wins while mean / largest > 0.85.
 MOST_PADDING = 0.785 / 0.665
-
-
-class _Held:
-    """The images the default path's steps gather their batches from, by role ("train": `fit`'s
-    data; "test": its validation data and `evaluate`'s), each `(array, tf.Variable)`. A plain
-    object: neither Keras's saving nor `tf.saved_model` tracks what it holds, so no data set ends
-    up in a `.keras` file or an export."""
-
-    def __init__(self):
-        self.images = {}
 
 
 @contextlib.contextmanager
@@ -79,7 +67,6 @@ class GroupedModel(keras.Model):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.TERMS}
-        self._held = _Held()
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "input_shape": list(self.input_shape),
@@ -169,7 +156,7 @@ class GroupedModel(keras.Model):
         `tf.distribute` strategy of several replicas, each replica gets whole groups of every
         batch (`mlvae_tf.data.distribute`), and the loss is the global batch's average group ELBO.
         """
-        datasets = (("x", x, "train"), ("validation_data", kwargs.get("validation_data"), "test"))
+        datasets = (("x", x), ("validation_data", kwargs.get("validation_data")))
         x, validation_data = map(self._distributed, self._check_batches(datasets))
         if validation_data is not None:
             kwargs["validation_data"] = validation_data
@@ -179,7 +166,7 @@ class GroupedModel(keras.Model):
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate` on a `tf.data.Dataset` of batches of whole groups (see `fit`)."""
         if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
-            (x,) = map(self._distributed, self._check_batches([("x", x, "test")]))
+            (x,) = map(self._distributed, self._check_batches([("x", x)]))
         with _batch_errors():
             return super().evaluate(x, *args, **kwargs)
 
@@ -192,7 +179,7 @@ class GroupedModel(keras.Model):
         raise NotImplementedError
 
     def train_step(self, data):
-        images, group_ids, num_groups, segments = self._unpack(data, "train")
+        images, group_ids, num_groups, segments = self._unpack(data)
         with tf.GradientTape() as tape:
             terms = self.compute_elbo_terms(images, group_ids, tf.maximum(num_groups, 1), training=True,
                                             num_segments=segments)
@@ -202,7 +189,7 @@ class GroupedModel(keras.Model):
         return self._update_trackers(terms, num_groups)
 
     def test_step(self, data):
-        images, group_ids, num_groups, segments = self._unpack(data, "test")
+        images, group_ids, num_groups, segments = self._unpack(data)
         terms = self.compute_elbo_terms(images, group_ids, tf.maximum(num_groups, 1), training=False,
                                         num_segments=segments)
         return self._update_trackers(terms, num_groups)
@@ -273,12 +260,11 @@ class GroupedModel(keras.Model):
         """`observed` (bool `[N]`), or every one of `rows` observed when it is None."""
         return tf.ones(tf.shape(rows)[:1], tf.bool) if observed is None else tf.convert_to_tensor(observed)
 
-    def _unpack(self, data, role=None):
+    def _unpack(self, data):
         """A batch of groups -> `(images [N, *input_shape], group_ids int32 [N], num_groups, num_segments)`.
 
         For pairs, `num_segments` is the batch size, never a value of the data: XLA needs the
-        segment count at compile time and would otherwise compile anew for every batch. Index
-        pairs (the default path's) gather their images from those held for `role`."""
+        segment count at compile time and would otherwise compile anew for every batch."""
         if isinstance(data, tf.RaggedTensor):
             if data.ragged_rank != 1:
                 raise ValueError(
@@ -290,10 +276,6 @@ class GroupedModel(keras.Model):
         if isinstance(data, (tuple, list)) and len(data) == 2:
             images, group_ids = data
             group_ids = tf.cast(group_ids, tf.int32)
-            if images.dtype.is_integer and images.shape.rank == 1:  # index pairs: rows of the held images
-                rows = tf.gather(self._held.images[role][1], images)
-                observed = tf.cast(self._first_grouping(group_ids) >= 0, rows.dtype)
-                images = rows * tf.reshape(observed, [-1] + [1] * (rows.shape.rank - 1))  # padding: zero images
             size = tf.shape(group_ids)[0]
             check = tf.debugging.Assert(  # not under XLA, which compiles assertions away
                 tf.reduce_all((group_ids >= -1) & (group_ids < size)),
@@ -323,19 +305,18 @@ class GroupedModel(keras.Model):
         replicas = self.distribute_strategy.num_replicas_in_sync
         auto = self.compiled and self._auto_jit is not None and replicas == 1
         ragged, checked, varying = [], [], []
-        for name, batches, role in datasets:
+        for name, batches in datasets:
             if isinstance(batches, (np.ndarray, tf.Tensor, tuple, list, dict)):
                 raise ValueError(
                     f"`{name}` must be a tf.data.Dataset of batches of whole groups (see "
                     "mlvae_tf.data.grouped_dataset), not arrays: Keras would split groups across batches."
                 )
             if isinstance(batches, tf.data.Dataset):
-                given = batches
                 largest = getattr(batches, "_largest_batch", None)  # set by grouped_dataset
                 mean = getattr(batches, "_mean_batch", None)
                 batches = validation.check_batches(batches, self.input_shape, name, self._groupings_in_batch())
                 if auto and self._auto_jit and not execution.static(batches.element_spec):
-                    batches = self._padded_for_xla(name, batches, largest, mean, given, role)
+                    batches = self._padded_for_xla(name, batches, largest, mean)
                 ragged += [name] if isinstance(batches.element_spec, tf.RaggedTensorSpec) else []
                 varying += [] if execution.static(batches.element_spec) else [name]
             checked.append(batches)
@@ -369,17 +350,11 @@ class GroupedModel(keras.Model):
             )
         return checked
 
-    def _padded_for_xla(self, name, batches, largest, mean, given, role):
+    def _padded_for_xla(self, name, batches, largest, mean):
         """The default path's batches of one size: `batches` padded to `largest` observations where
-        that costs less than XLA gains (`MOST_PADDING`), as index pairs where `given` is
-        `grouped_dataset`'s own output (its images then held on the device for `role`'s step); else
-        `batches`, and the model says why."""
+        that costs less than XLA gains (`MOST_PADDING`); else `batches`, and the model says why."""
         if largest and largest <= MOST_PADDING * mean:
-            indexed = index_pairs(given, largest)
-            if indexed is None:
-                return padded_pairs(batches, largest)
-            self._hold(role, given._images)
-            return indexed
+            return padded_pairs(batches, largest)
         if largest:
             self._say(f"`{name}` runs without XLA: padding its batches to its largest ({largest} observations, "
                       f"{mean:.0f} on average) would cost more than XLA gains. Cap the groups with max_group_size "
@@ -389,18 +364,6 @@ class GroupedModel(keras.Model):
                       "grouped_dataset's output as it is, or pairs padded to one size "
                       "(mlvae_tf.data.to_pairs(ds, pad_to=mlvae_tf.data.largest_batch(...))).")
         return batches
-
-    def _hold(self, role, images):
-        """Keeps a device copy of `images` (a NumPy array) for `role`'s step to gather from; a new
-        array rebuilds that step, which captured the previous one."""
-        held = self._held.images.get(role)
-        if held is not None and held[0] is images:
-            return
-        self._held.images[role] = (images, tf.Variable(images, trainable=False))
-        if role == "train":
-            self.train_function = None
-        else:
-            self.test_function = None
 
     def _update_trackers(self, terms, num_groups):
         """Adds a step's terms to the trackers; returns their per-group averages so far, over the
