@@ -93,7 +93,7 @@ def _check_features(builder, group_key, image_key):
             raise ValueError(f"`{role}`: {builder.name} has no feature {key!r}; its features are {sorted(features)}.")
     for key in keys:
         group = features[key]
-        if tuple(group.shape) != () or not tf.as_dtype(group.tf_dtype).is_integer:
+        if tuple(group.shape) != () or not group.tf_dtype.is_integer:
             raise ValueError(f"`group_key`: feature {key!r} of {builder.name} must be a scalar integer (a class "
                              f"label or id), got shape {tuple(group.shape)} and dtype {group.tf_dtype.name}.")
     image = features[image_key]
