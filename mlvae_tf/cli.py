@@ -34,7 +34,7 @@ def _train(args):
 
     try:
         run_dir, _ = train(config, runs_dir=args.runs_dir, fresh=args.fresh)
-    except (ResumeError, DataUnavailableError, DivergedError) as error:
+    except (ResumeError, DataUnavailableError, DivergedError, ConfigError) as error:
         return f"mlvae train: error: {error}"
     except KeyboardInterrupt:
         done = _history(_current_run(args.runs_dir, config["name"]))

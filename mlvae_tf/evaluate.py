@@ -174,7 +174,7 @@ def factor_heat_map(result, path, title="Which factor each latent holds (linear 
     accuracy = result["accuracy"]
     factors = list(result["chance"])
     matrix = np.array([[accuracy[latent][factor] for factor in factors] for latent in accuracy])
-    fig, ax = plt.subplots(figsize=(1.6 * len(factors) + 1.9, 0.7 * len(accuracy) + 1.1))
+    fig, ax = plt.subplots(figsize=(1.3 * len(factors) + 1.7, 0.7 * len(accuracy) + 1.1))
     ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(factors)), [f"{f}\n(chance {result['chance'][f]:.2f})" for f in factors], fontsize=8)
     ax.set_yticks(range(len(accuracy)), [f"{latent} latent" for latent in accuracy])

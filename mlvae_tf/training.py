@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from mlvae_tf.config import ConfigError
 from mlvae_tf.config import content_dims as config_content_dims
 from mlvae_tf.data import grouped_dataset, largest_batch, load_splits, multi_grouped_dataset, to_pairs
 from mlvae_tf.evaluation import latent_swap_grid, readable_scale, swap_grid, tile
@@ -309,10 +310,14 @@ def train(config, runs_dir="runs", verbose="auto", fresh=False):
     Raises:
         ResumeError: an interrupted run's config differs from `config` and `fresh` is False.
         DivergedError: the training loss became NaN or infinite.
+        ConfigError: `data.group_key` names a label the data set lacks.
     """
     data, settings = config["data"], config["train"]
     strategy = make_strategy(settings["strategy"])  # first: a multi-worker strategy needs it
-    splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
+    try:
+        splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
+    except ValueError as error:  # a label the data set lacks: the config's, said before any work
+        raise ConfigError(f"config section `data`: {error}") from None
     keras.utils.set_random_seed(settings["seed"])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     with strategy.scope():

@@ -395,6 +395,8 @@ COMMANDS = [
     (["train", "--set", "nokey=1"], "unknown config key `nokey`"),
     (["train", "--set", "model.content_dim"], "override 'model.content_dim' must look like section.key=value"),
     (["train", "--set", "data.name=cifar"], "config key `data.name` must be one of"),
+    (["train", "--set", "data.group_key=[label, pen]", "--runs-dir", "{folder}/runs"],
+     "config section `data`: `group_key`: digits has one label, \"label\"; got ['label', 'pen']"),
     (["train", "--set", "name=../../x"], "config key `name` must be a plain folder name"),
     (["train", "--runs-dir", "{folder}/file.txt"], "--runs-dir must be a folder"),
     (["evaluate", "--model", "{folder}/none.keras"], "--model: no such file"),

@@ -335,8 +335,9 @@ class GroupedModel(keras.Model):
                 self.train_function = self.test_function = None
             return checked
         if auto:
-            if self._xla_refusal():
-                self._say(f"the steps run without XLA, which {self._xla_refusal()}")
+            refusal = self._xla_refusal()
+            if refusal:
+                self._say(f"the steps run without XLA, which {refusal}")
             jit_compile = self._auto_jit and not varying
             if jit_compile != self.jit_compile:
                 self.jit_compile = jit_compile

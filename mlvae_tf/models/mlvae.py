@@ -146,6 +146,7 @@ class MLVAE(Autoencoder):
         if self._groupings_in_batch() is not None:  # a `MultiLevelVAE`: each grouping's KL, per group of the first
             terms.update({f"kl_{name}": tf.reduce_sum(kl) / tf.cast(num_groups, tf.float32) for name, kl in kls.items()})
         segments = num_groups if num_segments is None else num_segments
+        per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)  # batch terms on the ELBO's scale
         if self.cycle_weight:
             cycle = self._reverse_cycle(encoded, group_ids, num_groups, segments, noise["cycle_style"], observed,
                                         training)
@@ -154,11 +155,9 @@ class MLVAE(Autoencoder):
         if self.critic_weight:
             critic = self._critic_cross_entropy(_reverse_gradient(encoded["style_mean"], self.critic_weight),
                                                 group_ids, segments)
-            per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)  # on the ELBO's per-group scale
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
         if self.independence_weight:
             dependence = losses.group_dependence(encoded["style_mean"], self._first_grouping(group_ids))
-            per_group = tf.reduce_sum(observed) / tf.cast(num_groups, tf.float32)
             terms = {**terms, "loss": terms["loss"] + self.independence_weight * per_group * dependence,
                      "independence": dependence}
         return terms
