@@ -196,7 +196,7 @@ def _check_groupings(data, model):
         if model.get("kind", "mlvae") != "mlvae":
             raise ConfigError(f"config key `data.group_key` lists several groupings {keys}, which only model.kind "
                               f"mlvae trains (a MultiLevelVAE); got model.kind {model['kind']!r}.")
-        for option in ("cycle_weight", "critic_weight", "independence_weight"):
+        for option in ("cycle_weight", "critic_weight"):
             if model.get(option):
                 raise ConfigError(f"config key `model.{option}` must be 0 with several groupings (data.group_key "
                                   f"{keys}), got {model[option]!r}.")

@@ -192,6 +192,19 @@ def random_images(n, shape=INPUT_SHAPE, seed=0):
     return np.random.default_rng(seed).uniform(size=(n, *shape)).astype(np.float32)
 
 
+def numpy_hsic(features, ids, bandwidth=None):
+    """tr(K H L H) / n^2 in NumPy, on the rows with an id >= 0; without a bandwidth, 2 bandwidth^2
+    is the mean squared distance of two different rows."""
+    features, ids = features[ids >= 0].astype(np.float64), ids[ids >= 0]
+    n = len(ids)
+    distances = ((features[:, None] - features[None]) ** 2).sum(-1)
+    scale = 2 * bandwidth**2 if bandwidth else distances.sum() / (n * (n - 1))
+    k = np.exp(-distances / scale)
+    same = (ids[:, None] == ids[None]).astype(np.float64)
+    h = np.eye(n) - 1.0 / n
+    return np.trace(k @ h @ same @ h) / n**2
+
+
 @contextlib.contextmanager
 def precision_policy(name):
     """Keras's global dtype policy set to `name` inside the block, float32 after it."""

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import mlvae_tf
-from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, random_images
+from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, numpy_hsic, random_images
 
 X = random_images(10, seed=2)
 IDS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], np.int32)
@@ -117,34 +117,21 @@ def test_the_critic_learns_and_the_encoder_gets_its_gradient_reversed():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
-def _hsic(features, ids, bandwidth=None):
-    """tr(K H L H) / n^2 in NumPy, on the rows with an id >= 0; without a bandwidth, 2 bandwidth^2
-    is the mean squared distance of two different rows."""
-    features, ids = features[ids >= 0].astype(np.float64), ids[ids >= 0]
-    n = len(ids)
-    distances = ((features[:, None] - features[None]) ** 2).sum(-1)
-    scale = 2 * bandwidth**2 if bandwidth else distances.sum() / (n * (n - 1))
-    k = np.exp(-distances / scale)
-    same = (ids[:, None] == ids[None]).astype(np.float64)
-    h = np.eye(n) - 1.0 / n
-    return np.trace(k @ h @ same @ h) / n**2
-
-
 def test_the_independence_term_is_the_hsic_of_the_style_means_and_the_groups():
     from mlvae_tf.losses import group_dependence
 
     rng = np.random.default_rng(1)
     features = rng.normal(size=(9, 3)).astype(np.float32)
     ids = np.array([0, 0, 1, 1, 1, 2, -1, 2, -1], np.int32)  # two padding rows
-    np.testing.assert_allclose(group_dependence(features, ids, 1.5), _hsic(features, ids, 1.5), rtol=1e-5)
-    np.testing.assert_allclose(group_dependence(features, ids), _hsic(features, ids), rtol=1e-5)
+    np.testing.assert_allclose(group_dependence(features, ids, 1.5), numpy_hsic(features, ids, 1.5), rtol=1e-5)
+    np.testing.assert_allclose(group_dependence(features, ids), numpy_hsic(features, ids), rtol=1e-5)
     # Its own scale: the same for features 100 times larger, where a fixed width sees no pair close.
-    np.testing.assert_allclose(group_dependence(100 * features, ids), _hsic(features, ids), rtol=1e-4)
+    np.testing.assert_allclose(group_dependence(100 * features, ids), numpy_hsic(features, ids), rtol=1e-4)
     same = np.repeat(rng.normal(size=(1, 3)), 9, axis=0).astype(np.float32)  # one point for every group: independent
     np.testing.assert_allclose(group_dependence(same, ids, 1.5), 0.0, atol=1e-7)
     model = make_tiny_model(independence_weight=4.0)
     terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
-    expected = _hsic(np.asarray(model.encode(X)["style_mean"]), IDS)
+    expected = numpy_hsic(np.asarray(model.encode(X)["style_mean"]), IDS)
     np.testing.assert_allclose(terms["independence"], expected, rtol=1e-5)
     plain = make_tiny_model()
     plain.set_weights(model.get_weights())

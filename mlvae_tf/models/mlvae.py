@@ -157,10 +157,14 @@ class MLVAE(Autoencoder):
                                                 group_ids, segments)
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
         if self.independence_weight:
-            dependence = losses.group_dependence(encoded["style_mean"], self._first_grouping(group_ids))
-            terms = {**terms, "loss": terms["loss"] + self.independence_weight * per_group * dependence,
-                     "independence": dependence}
+            dependence = self._style_dependence(encoded["style_mean"], group_ids)
+            terms = {**terms, **dependence,
+                     "loss": terms["loss"] + self.independence_weight * per_group * dependence["independence"]}
         return terms
+
+    def _style_dependence(self, style_mean, group_ids):
+        """The independence term: `{"independence": HSIC of the style means and the groups}`."""
+        return {"independence": losses.group_dependence(style_mean, self._first_grouping(group_ids))}
 
     def _sample_contents(self, encoded, group_ids, num_groups, num_segments, noise):
         """The content of every observation `[N, content_dim]` (`_content`) and each group's content

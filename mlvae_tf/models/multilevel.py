@@ -24,7 +24,7 @@ import itertools
 import keras
 import tensorflow as tf
 
-from mlvae_tf import validation
+from mlvae_tf import losses, validation
 from mlvae_tf.models.mlvae import MLVAE
 
 __all__ = ["MultiLevelVAE"]
@@ -44,6 +44,10 @@ class MultiLevelVAE(MLVAE):
         content_dims: dict `{grouping: content size}`, e.g. `{"shape": 8, "colour": 4}`.
         style_dim: size of the style latent (per observation).
         **kwargs: as `MLVAE` (architecture, likelihood, aggregation, hidden_units, KL weights, seed).
+            `independence_weight` weighs the sum over the groupings of the HSIC between the style
+            means and the batch's groups of each (logged as `independence_<grouping>` and their sum
+            `independence`), to keep every grouping's factor out of the style; `cycle_weight` and
+            `critic_weight` pair groups of one grouping and must be 0.
 
     Example:
         >>> model = MultiLevelVAE(input_shape=(32, 32, 3), content_dims={"shape": 8, "colour": 4}, style_dim=6)
@@ -57,7 +61,7 @@ class MultiLevelVAE(MLVAE):
         dims = {str(name): validation.check_positive_int(size, f"content_dims[{name!r}]")
                 for name, size in content_dims.items()}
         kwargs.pop("content_dim", None)  # the sum of `content_dims` (a saved config holds it)
-        for option in ("cycle_weight", "critic_weight", "independence_weight"):
+        for option in ("cycle_weight", "critic_weight"):
             if kwargs.get(option):
                 raise ValueError(f"`{option}` is not available with several groupings: it must be 0.")
         super().__init__(input_shape, content_dim=sum(dims.values()), style_dim=style_dim, **kwargs)
@@ -67,6 +71,9 @@ class MultiLevelVAE(MLVAE):
         self.content_slices = {name: (stop - dims[name], stop) for name, stop in zip(self.groupings, stops)}
         for name in self.groupings:
             self.trackers[f"kl_{name}"] = keras.metrics.Mean(name=f"kl_{name}")
+        if self.independence_weight:
+            for name in self.groupings:
+                self.trackers[f"independence_{name}"] = keras.metrics.Mean(name=f"independence_{name}")
 
     def get_config(self):
         config = {**super().get_config(), "content_dims": dict(self.content_dims)}
@@ -115,6 +122,14 @@ class MultiLevelVAE(MLVAE):
                                                ids, segments, noise["content"][:, a:b], component)
             contents.append(content)
         return tf.concat(contents, axis=1), kls
+
+    def _style_dependence(self, style_mean, group_ids):
+        """The independence term of every grouping: `independence_<grouping>`, the HSIC of the style
+        means and the batch's groups of that grouping (`losses.group_dependence`), and their sum,
+        `independence`, which the loss weighs."""
+        terms = {f"independence_{name}": losses.group_dependence(style_mean, group_ids[:, k])
+                 for k, name in enumerate(self.groupings)}
+        return {"independence": tf.add_n(list(terms.values())), **terms}
 
     def _columns(self, group_ids):
         """`{grouping: ids [N]}` from a dict or an `[N, K]` array."""
