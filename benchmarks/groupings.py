@@ -1,7 +1,8 @@
 """Two groupings at once: the grouped shapes grouped by shape and by colour (`MultiLevelVAE`).
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
-    [--kl-style-weight 1] [--independence-weight 0] [--content-samples observation] [--architecture mlp] [--out docs]
+    [--kl-style-weight 1] [--independence-weight 0] [--content-samples observation]
+    [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
@@ -44,6 +45,8 @@ def main(argv=None):
                         help="the HSIC of the style and each grouping, weighed (0: the ML-VAE's objective)")
     parser.add_argument("--content-samples", default="observation", choices=("observation", "group"),
                         help="one content sample per observation (Algorithm 1) or one per group")
+    parser.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "normal", "normal_fixed"))
+    parser.add_argument("--observation-scale", type=float, default=1.0, help="of the normal_fixed likelihood")
     parser.add_argument("--architecture", default="mlp", choices=("mlp", "conv64"),
                         help="the networks (conv64: the paper's convolutional ones, on the 32x32 images)")
     parser.add_argument("--out", default="docs")
@@ -57,7 +60,8 @@ def main(argv=None):
                                              groups_per_batch=16, max_group_size=args.max_group_size, seed=0)
     model = mlvae_tf.MultiLevelVAE(input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=args.style_dim,
                                    kl_style_weight=args.kl_style_weight, independence_weight=args.independence_weight,
-                                   content_samples=args.content_samples,
+                                   content_samples=args.content_samples, likelihood=args.likelihood,
+                                   observation_scale=args.observation_scale,
                                    architecture=args.architecture, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(ds, epochs=args.epochs, verbose=2).history
