@@ -85,6 +85,9 @@ def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
     same = load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])
     assert content_dims(same) == {"shape": 5, "color": 5}
     assert content_dims(load_config(None)) is None  # one grouping: the ML-VAE
+    # The HSIC option applies to every grouping (the critic and the cycle are refused, above).
+    hsic = load_config(CONFIGS / "groupings.yaml", ["model.independence_weight=3000"])
+    assert hsic["model"]["independence_weight"] == 3000.0
 
 
 @pytest.mark.parametrize("name, base, overrides", [
