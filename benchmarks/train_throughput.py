@@ -70,7 +70,8 @@ NETWORKS = {  # architecture: (input shape, latent size, likelihood); conv64 is 
 
 
 def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
-                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp"):
+                 epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp",
+                 optimizer="adam"):
     """A warmed-up model and its repeated pipeline, on batches whose groups have `sizes`; returns
     `timed_round(steps)`, the observations per second of one `fit` call of `steps` steps.
 
@@ -103,11 +104,12 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     model = model_class(input_shape=input_shape, content_dim=latent, style_dim=latent, hidden_units=HIDDEN,
                         likelihood=likelihood, observation_scale=1.0, aggregation=aggregation, seed=seed,
                         architecture=architecture)
+    update = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](1e-3)
     if path == "default":
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.compile(optimizer=update)
         steps_per_execution = model.steps_per_execution
     else:
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
+        model.compile(optimizer=update, jit_compile=jit, steps_per_execution=steps_per_execution)
     model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
 
     def timed_round(steps):
@@ -204,6 +206,8 @@ def main(argv=None):
                         help="with --jit: Keras's loop, one call into XLA per step (default: one XLA program per execution)")
     parser.add_argument("--constant-batch", action="store_true",
                         help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
+                        help="sgd: the step without Adam's moments (Adam's share of it, for diagnosis)")
     args = parser.parse_args(argv)
     path = "flags" if args.jit or args.graph else "default"  # no flags: the package's default path
     args.steps_per_execution = args.steps_per_execution or (10 if path == "default" else 1)
@@ -218,7 +222,8 @@ def main(argv=None):
                 "latent": NETWORKS[args.architecture][1],
                 "threads": os.cpu_count(), "tensorflow": tf.__version__}
     fit_args = {"aggregation": args.aggregation, "jit": args.jit, "steps_per_execution": args.steps_per_execution,
-                "keras_loop": args.keras_loop, "path": path, "architecture": args.architecture}
+                "keras_loop": args.keras_loop, "path": path, "architecture": args.architecture,
+                "optimizer": args.optimizer}
 
     bounds = []
     between = None
