@@ -118,6 +118,7 @@ def _schema():
             "cycle_weight": _non_negative_float,  # mlvae: the reverse cycle's weight (0: the paper's model)
             "critic_weight": _non_negative_float,  # mlvae: the style critic's weight (0: the paper's model)
             "independence_weight": _non_negative_float,  # mlvae: the style-group HSIC's weight (0: the paper's)
+            "group_variance_weight": _non_negative_float,  # mlvae: the style's between-group share (0: the paper's)
         },
         "train": {
             "epochs": _positive_int,
@@ -148,7 +149,7 @@ DEFAULTS = {
               "aggregation": "product", "hidden_units": 500, "observation_scale": 1.0, "kl_style_weight": 1.0,
               "kl_content_weight": 1.0, "penalty_weight": 1.0, "inference_steps": 100,
               "content_samples": "observation", "cycle_weight": 0.0, "critic_weight": 0.0,
-              "independence_weight": 0.0},
+              "independence_weight": 0.0, "group_variance_weight": 0.0},
     # steps_per_execution: steps per call into TensorFlow (callbacks see every 10th batch); the same
     # training, faster. jit_compile: "auto" runs the model's fastest measured path (XLA on padded
     # (images, group_ids) pairs for the "mlp" networks, graph mode for conv64 on a CPU; MLVAE.compile);

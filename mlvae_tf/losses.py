@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-__all__ = ["average_group_elbo", "pair_penalty", "group_dependence"]
+__all__ = ["average_group_elbo", "pair_penalty", "group_dependence", "group_variance"]
 
 
 def average_group_elbo(log_likelihood, kl_style, kl_content, num_groups, kl_style_weight=1.0, kl_content_weight=1.0):
@@ -91,3 +91,37 @@ def group_dependence(features, group_ids, bandwidth=None):
     rows_k, rows_l = tf.reduce_sum(k, axis=1), tf.reduce_sum(same, axis=1)
     return (tf.reduce_sum(k * same) / n**2 - 2.0 * tf.reduce_sum(rows_k * rows_l) / n**3
             + tf.reduce_sum(k) * tf.reduce_sum(same) / n**4)
+
+
+def group_variance(features, group_ids, ridge=1e-3):
+    """The share of the rows' variance that lies between their groups: Pillai's trace over `d`.
+
+    V = tr(S_t^-1 S_b) / d, with S_t the rows' covariance and S_b = sum_g n_g (m_g - m)(m_g - m)^T / n
+    the covariance of their group means m_g (n_g rows each): 0 when every group has the same mean,
+    1 when the rows of a group are all equal. Without the ridge it is unchanged by any invertible
+    linear map of the features (with it, by any scaling), so it measures what a linear classifier can read of the groups, whatever the
+    features' scale. Without any dependence it is about (G - 1) / (n - 1) (G groups of n rows).
+    Rows with a negative group id (padding) are left out.
+
+    Args:
+        features: float `[N, d]`; group_ids: int `[N]`, below N (the batch's own ids).
+        ridge: S_t + ridge * tr(S_t) / d * I is inverted, so that a dimension without variance
+            (a collapsed style) gives no infinity.
+
+    Returns:
+        scalar in [0, 1].
+    """
+    features = tf.cast(features, tf.float32)  # a Cholesky factor in float32, whatever the policy
+    group_ids = tf.cast(group_ids, tf.int32)
+    observed = tf.cast(group_ids >= 0, tf.float32)
+    n = tf.maximum(tf.reduce_sum(observed), 1.0)
+    dims = tf.cast(tf.shape(features)[1], tf.float32)
+    centred = (features - tf.reduce_sum(features * observed[:, None], 0) / n) * observed[:, None]  # [N, d]
+    total = tf.matmul(centred, centred, transpose_a=True) / n  # [d, d]
+    ids = tf.maximum(group_ids, 0)  # padding rows are zero in `centred` and `observed`
+    sums = tf.math.unsorted_segment_sum(centred, ids, tf.shape(features)[0])  # [N, d]: n_g (m_g - m)
+    counts = tf.math.unsorted_segment_sum(observed, ids, tf.shape(features)[0])  # [N]
+    between = tf.matmul(tf.math.divide_no_nan(sums, counts[:, None]), sums, transpose_a=True) / n  # [d, d]
+    shift = ridge * tf.linalg.trace(total) / dims + 1e-12
+    factor = tf.linalg.cholesky(total + shift * tf.eye(tf.shape(features)[1]))
+    return tf.linalg.trace(tf.linalg.cholesky_solve(factor, between)) / dims

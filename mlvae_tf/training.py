@@ -230,7 +230,9 @@ def _run_dir(runs_dir, config, fresh=False):
 
 _SHARED = ("content_dim", "style_dim", "architecture", "likelihood", "hidden_units", "observation_scale",
            "kl_style_weight", "kl_content_weight")
-_OWN = {"mlvae": ("aggregation", "content_samples", "cycle_weight", "critic_weight", "independence_weight"), "vae": (), "regularised_vae": ("penalty_weight",), "svi": ("inference_steps",)}
+_OWN = {"mlvae": ("aggregation", "content_samples", "cycle_weight", "critic_weight", "independence_weight",
+                  "group_variance_weight"),
+        "vae": (), "regularised_vae": ("penalty_weight",), "svi": ("inference_steps",)}
 
 
 def make_model(settings, train, seed=None, content_dims=None):

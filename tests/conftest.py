@@ -205,6 +205,18 @@ def numpy_hsic(features, ids, bandwidth=None):
     return np.trace(k @ h @ same @ h) / n**2
 
 
+def numpy_group_variance(features, ids, ridge=1e-3):
+    """Pillai's trace over d in NumPy, on the rows with an id >= 0: tr(S_t^-1 S_b) / d, S_t the
+    rows' covariance plus ridge * its mean variance, S_b that of the group means, weighted by size."""
+    features, ids = features[ids >= 0].astype(np.float64), ids[ids >= 0]
+    n, d = features.shape
+    centred = features - features.mean(0)
+    total = centred.T @ centred / n
+    between = sum((ids == g).sum() * np.outer(centred[ids == g].mean(0), centred[ids == g].mean(0))
+                  for g in np.unique(ids)) / n
+    return np.trace(np.linalg.solve(total + ridge * np.trace(total) / d * np.eye(d), between)) / d
+
+
 @contextlib.contextmanager
 def precision_policy(name):
     """Keras's global dtype policy set to `name` inside the block, float32 after it."""

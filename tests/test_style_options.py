@@ -1,5 +1,5 @@
 """The options that keep class information out of the style (one content sample per group, the
-reverse cycle, the critic): each term against an independent computation, and each exactly the
+reverse cycle, the critic, the HSIC, the group variance): each term against an independent computation, and each exactly the
 paper's model when off."""
 
 import keras
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import mlvae_tf
-from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, numpy_hsic, random_images
+from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, numpy_group_variance, numpy_hsic, random_images
 
 X = random_images(10, seed=2)
 IDS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], np.int32)
@@ -30,7 +30,7 @@ def _loss_and_gradients(model, noise):
 
 
 @pytest.mark.parametrize("kwargs", [dict(cycle_weight=0.0), dict(content_samples="observation"), dict(critic_weight=0.0),
-                                    dict(independence_weight=0.0)])
+                                    dict(independence_weight=0.0), dict(group_variance_weight=0.0)])
 def test_an_option_that_is_off_is_the_papers_model(kwargs):
     plain, option = make_tiny_model(), make_tiny_model(**kwargs)
     option.set_weights(plain.get_weights())
@@ -139,6 +139,32 @@ def test_the_independence_term_is_the_hsic_of_the_style_means_and_the_groups():
     np.testing.assert_allclose(terms["loss"], elbo + 4.0 * len(X) / 4 * expected, rtol=1e-5)
 
 
+def test_the_group_variance_term_is_pillais_trace_of_the_style_means_and_the_groups():
+    from mlvae_tf.losses import group_variance
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(11, 3)).astype(np.float32)
+    ids = np.array([0, 0, 1, 1, 1, 2, -1, 2, 2, -1, 0], np.int32)  # two padding rows
+    np.testing.assert_allclose(group_variance(features, ids), numpy_group_variance(features, ids), rtol=1e-4)
+    # What a linear classifier reads does not change with any invertible linear map of the features.
+    mixed = features @ rng.normal(size=(3, 3)).astype(np.float32) * 50 + 7
+    np.testing.assert_allclose(group_variance(mixed, ids, ridge=0.0), numpy_group_variance(features, ids, 0.0), rtol=1e-3)
+    # Every group at the same mean: 0; every row at its group's mean: all of the variance (1).
+    spread = rng.normal(size=(4, 3))
+    alike = np.stack([spread, -spread], axis=1).reshape(8, 3).astype(np.float32)  # groups (v, -v): mean 0
+    np.testing.assert_allclose(group_variance(alike, np.array([0, 0, 1, 1, 2, 2, 3, 3], np.int32)), 0.0, atol=1e-6)
+    constant = np.repeat(rng.normal(size=(4, 3)), 3, axis=0).astype(np.float32)
+    np.testing.assert_allclose(group_variance(constant, np.repeat(np.arange(4, dtype=np.int32), 3), ridge=0.0), 1.0, rtol=1e-4)
+    model = make_tiny_model(group_variance_weight=5.0)
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
+    expected = numpy_group_variance(np.asarray(model.encode(X)["style_mean"]), IDS)
+    np.testing.assert_allclose(terms["group_variance"], expected, rtol=1e-4)
+    plain = make_tiny_model()
+    plain.set_weights(model.get_weights())
+    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["loss"]
+    np.testing.assert_allclose(terms["loss"], elbo + 5.0 * len(X) / 4 * expected, rtol=1e-5)
+
+
 def test_one_content_sample_per_group_is_shared_by_its_members():
     model = make_tiny_model(content_samples="group")
     encoded = model.encode(X)
@@ -150,20 +176,21 @@ def test_one_content_sample_per_group_is_shared_by_its_members():
 
 
 def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
-    model = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0, independence_weight=2.0)
+    options = dict(content_samples="group", cycle_weight=0.5, critic_weight=1.0, independence_weight=2.0,
+                   group_variance_weight=0.5)
+    model = make_tiny_model(**options)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), epochs=2, verbose=0).history
     assert "cycle" in history and np.isfinite(history["cycle"]).all() and history["cycle"][0] > 0
-    assert 0 < history["critic"][0] < 5 and 0 < history["independence"][0] < 1
+    assert 0 < history["critic"][0] < 5 and 0 < history["independence"][0] < 1 and 0 < history["group_variance"][0] < 1
     pairs = mlvae_tf.data.to_pairs(mlvae_tf.data.grouped_dataset(X, IDS, groups_per_batch=2, seed=0), pad_to=8)
-    xla = make_tiny_model(content_samples="group", cycle_weight=0.5, critic_weight=1.0, independence_weight=2.0)
+    xla = make_tiny_model(**options)
     xla.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=2)
     xla_history = xla.fit(pairs, epochs=1, verbose=0).history  # the fused XLA path
-    assert all(np.isfinite(xla_history[term]).all() for term in ("cycle", "critic", "independence"))
+    assert all(np.isfinite(xla_history[term]).all() for term in ("cycle", "critic", "independence", "group_variance"))
     model.save(tmp_path / "m.keras")
     loaded = mlvae_tf.files.load_model(tmp_path / "m.keras")
-    assert (loaded.content_samples, loaded.cycle_weight, loaded.critic_weight, loaded.independence_weight) == (
-        "group", 0.5, 1.0, 2.0)
+    assert {name: getattr(loaded, name) for name in options} == options
     np.testing.assert_allclose(loaded.critic.get_weights()[0], model.critic.get_weights()[0])
 
 
@@ -171,6 +198,7 @@ def test_the_options_train_log_their_term_and_are_kept_in_the_config(tmp_path):
     (dict(cycle_weight=-1.0), "`cycle_weight` must be a number >= 0"),
     (dict(critic_weight="1"), "`critic_weight` must be a number >= 0"),
     (dict(independence_weight=-2), "`independence_weight` must be a number >= 0"),
+    (dict(group_variance_weight=float("nan")), "`group_variance_weight` must be a number >= 0"),
     (dict(content_samples="batch"), "`content_samples` must be one of"),
     (dict(content_samples="group", aggregation="mixture"), "`content_samples='group'` needs aggregation='product'"),
 ])

@@ -6,10 +6,13 @@ import tensorflow as tf
 from mlvae_tf import distributions, grouping, losses
 from mlvae_tf.models.autoencoder import Autoencoder
 
-__all__ = ["MLVAE", "TERMS", "CONTENT_SAMPLES"]
+__all__ = ["MLVAE", "TERMS", "CONTENT_SAMPLES", "DEPENDENCE"]
 
 TERMS = Autoencoder.TERMS  # loss, reconstruction, kl_style, kl_content (and cycle, critic with their weights)
 CONTENT_SAMPLES = ("observation", "group")
+# The options that measure the style means' dependence on the groups, no adversary: the term's
+# name (logged; `<name>_weight` weighs it) and its measure.
+DEPENDENCE = {"independence": losses.group_dependence, "group_variance": losses.group_variance}
 
 
 @tf.custom_gradient
@@ -61,6 +64,11 @@ class MLVAE(Autoencoder):
             (`losses.group_dependence`, a Gaussian kernel at the style means' own scale), on the ELBO's
             per-group scale (times observations per group), is added to the loss; no adversary.
             Logged as `independence` (the HSIC).
+        group_variance_weight: weight of the share of the style means' variance that lies between
+            the batch's groups, 0 (the paper's model) by default (`losses.group_variance`: Pillai's
+            trace over `style_dim`, what a linear classifier can read of the groups, whatever the
+            scale), on the ELBO's per-group scale as `independence_weight`; no adversary. Logged
+            as `group_variance`.
         seed: seed of the sampling noise.
 
     Example:
@@ -72,7 +80,7 @@ class MLVAE(Autoencoder):
     def __init__(self, input_shape, content_dim=10, style_dim=10, architecture="mlp", likelihood="bernoulli",
                  aggregation="product", hidden_units=500, observation_scale=1.0, kl_style_weight=1.0,
                  kl_content_weight=1.0, content_samples="observation", cycle_weight=0.0, critic_weight=0.0,
-                 independence_weight=0.0, seed=None, **kwargs):
+                 independence_weight=0.0, group_variance_weight=0.0, seed=None, **kwargs):
         if aggregation not in distributions.AGGREGATIONS:
             raise ValueError(f"`aggregation` must be one of {distributions.AGGREGATIONS}, got {aggregation!r}.")
         if content_samples not in CONTENT_SAMPLES:
@@ -80,7 +88,8 @@ class MLVAE(Autoencoder):
         if content_samples == "group" and aggregation != "product":
             raise ValueError("`content_samples='group'` needs aggregation='product' (the mixture samples a member).")
         for name, weight in (("cycle_weight", cycle_weight), ("critic_weight", critic_weight),
-                             ("independence_weight", independence_weight)):
+                             ("independence_weight", independence_weight),
+                             ("group_variance_weight", group_variance_weight)):
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
                 raise ValueError(f"`{name}` must be a number >= 0, got {weight!r}.")
         super().__init__(input_shape, content_dim=content_dim, style_dim=style_dim, architecture=architecture,
@@ -91,8 +100,10 @@ class MLVAE(Autoencoder):
         self.cycle_weight = float(cycle_weight)
         self.critic_weight = float(critic_weight)
         self.independence_weight = float(independence_weight)
-        if self.independence_weight:
-            self.trackers["independence"] = keras.metrics.Mean(name="independence")
+        self.group_variance_weight = float(group_variance_weight)
+        for name in DEPENDENCE:
+            if getattr(self, f"{name}_weight"):
+                self.trackers[name] = keras.metrics.Mean(name=name)
         if self.cycle_weight:
             self.trackers["cycle"] = keras.metrics.Mean(name="cycle")
         if self.critic_weight:
@@ -103,7 +114,7 @@ class MLVAE(Autoencoder):
     def get_config(self):
         return {**super().get_config(), "aggregation": self.aggregation, "content_samples": self.content_samples,
                 "cycle_weight": self.cycle_weight, "critic_weight": self.critic_weight,
-                "independence_weight": self.independence_weight}
+                "independence_weight": self.independence_weight, "group_variance_weight": self.group_variance_weight}
 
     def _aggregate(self, mean, log_var, group_ids, num_groups):
         """The group's content posterior: the product of Normals, or the mixture's moments."""
@@ -156,15 +167,16 @@ class MLVAE(Autoencoder):
             critic = self._critic_cross_entropy(_reverse_gradient(encoded["style_mean"], self.critic_weight),
                                                 group_ids, segments)
             terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
-        if self.independence_weight:
-            dependence = self._style_dependence(encoded["style_mean"], group_ids)
-            terms = {**terms, **dependence,
-                     "loss": terms["loss"] + self.independence_weight * per_group * dependence["independence"]}
+        for name, measure in DEPENDENCE.items():
+            weight = getattr(self, f"{name}_weight")
+            if weight:
+                dependence = self._style_dependence(encoded["style_mean"], group_ids, name, measure)
+                terms = {**terms, **dependence, "loss": terms["loss"] + weight * per_group * dependence[name]}
         return terms
 
-    def _style_dependence(self, style_mean, group_ids):
-        """The independence term: `{"independence": HSIC of the style means and the groups}`."""
-        return {"independence": losses.group_dependence(style_mean, self._first_grouping(group_ids))}
+    def _style_dependence(self, style_mean, group_ids, name, measure):
+        """A dependence term: `{name: measure(style means, the groups)}` (`DEPENDENCE`)."""
+        return {name: measure(style_mean, self._first_grouping(group_ids))}
 
     def _sample_contents(self, encoded, group_ids, num_groups, num_segments, noise):
         """The content of every observation `[N, content_dim]` (`_content`) and each group's content

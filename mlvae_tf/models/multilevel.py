@@ -24,8 +24,8 @@ import itertools
 import keras
 import tensorflow as tf
 
-from mlvae_tf import losses, validation
-from mlvae_tf.models.mlvae import MLVAE
+from mlvae_tf import validation
+from mlvae_tf.models.mlvae import DEPENDENCE, MLVAE
 
 __all__ = ["MultiLevelVAE"]
 
@@ -46,7 +46,8 @@ class MultiLevelVAE(MLVAE):
         **kwargs: as `MLVAE` (architecture, likelihood, aggregation, hidden_units, KL weights, seed).
             `independence_weight` weighs the sum over the groupings of the HSIC between the style
             means and the batch's groups of each (logged as `independence_<grouping>` and their sum
-            `independence`), to keep every grouping's factor out of the style; `cycle_weight` and
+            `independence`), to keep every grouping's factor out of the style, and
+            `group_variance_weight` the same sum of `losses.group_variance`; `cycle_weight` and
             `critic_weight` pair groups of one grouping and must be 0.
 
     Example:
@@ -71,9 +72,10 @@ class MultiLevelVAE(MLVAE):
         self.content_slices = {name: (stop - dims[name], stop) for name, stop in zip(self.groupings, stops)}
         for name in self.groupings:
             self.trackers[f"kl_{name}"] = keras.metrics.Mean(name=f"kl_{name}")
-        if self.independence_weight:
-            for name in self.groupings:
-                self.trackers[f"independence_{name}"] = keras.metrics.Mean(name=f"independence_{name}")
+        for term in DEPENDENCE:
+            if getattr(self, f"{term}_weight"):
+                for name in self.groupings:
+                    self.trackers[f"{term}_{name}"] = keras.metrics.Mean(name=f"{term}_{name}")
 
     def get_config(self):
         config = {**super().get_config(), "content_dims": dict(self.content_dims)}
@@ -123,13 +125,13 @@ class MultiLevelVAE(MLVAE):
             contents.append(content)
         return tf.concat(contents, axis=1), kls
 
-    def _style_dependence(self, style_mean, group_ids):
-        """The independence term of every grouping: `independence_<grouping>`, the HSIC of the style
-        means and the batch's groups of that grouping (`losses.group_dependence`), and their sum,
-        `independence`, which the loss weighs."""
-        terms = {f"independence_{name}": losses.group_dependence(style_mean, group_ids[:, k])
-                 for k, name in enumerate(self.groupings)}
-        return {"independence": tf.add_n(list(terms.values())), **terms}
+    def _style_dependence(self, style_mean, group_ids, name, measure):
+        """A dependence term of every grouping: `<name>_<grouping>`, `measure` of the style means
+        and the batch's groups of that grouping (`mlvae.DEPENDENCE`), and their sum, `<name>`,
+        which the loss weighs."""
+        terms = {f"{name}_{grouping}": measure(style_mean, group_ids[:, k])
+                 for k, grouping in enumerate(self.groupings)}
+        return {name: tf.add_n(list(terms.values())), **terms}
 
     def _columns(self, group_ids):
         """`{grouping: ids [N]}` from a dict or an `[N, K]` array."""
