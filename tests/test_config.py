@@ -15,7 +15,7 @@ def test_default_config_file_is_the_built_in_default():
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "msceleb64", "shapes", "groupings", "digits_critic",
-                                  "fashion_mnist_kl_style"])
+                                  "digits_group_variance", "fashion_mnist_kl_style"])
 def test_every_shipped_config_is_valid_and_uses_the_paper_optimiser(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config["name"] == name and config["train"]["learning_rate"] == 1e-3
@@ -93,6 +93,7 @@ def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
 
 @pytest.mark.parametrize("name, base, overrides", [
     ("digits_critic", None, ["train.epochs=40", "model.style_dim=10", "model.critic_weight=10.0"]),
+    ("digits_group_variance", None, ["train.epochs=40", "model.style_dim=10", "model.group_variance_weight=3000.0"]),
     ("fashion_mnist_kl_style", CONFIGS / "fashion_mnist.yaml", ["model.style_dim=10", "model.kl_style_weight=100.0"]),
 ])
 def test_the_recommended_style_configs_are_the_measured_rows(name, base, overrides):
