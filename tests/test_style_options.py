@@ -129,14 +129,20 @@ def test_the_independence_term_is_the_hsic_of_the_style_means_and_the_groups():
     np.testing.assert_allclose(group_dependence(100 * features, ids), numpy_hsic(features, ids), rtol=1e-4)
     same = np.repeat(rng.normal(size=(1, 3)), 9, axis=0).astype(np.float32)  # one point for every group: independent
     np.testing.assert_allclose(group_dependence(same, ids, 1.5), 0.0, atol=1e-7)
-    model = make_tiny_model(independence_weight=4.0)
+    _check_dependence_term("independence", numpy_hsic)
+
+
+def _check_dependence_term(term, numpy_measure, weight=4.0):
+    """The model's `term` is `numpy_measure` of its style means and the groups, added to the ELBO
+    times the weight and the observations per group."""
+    model = make_tiny_model(**{f"{term}_weight": weight})
     terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
-    expected = numpy_hsic(np.asarray(model.encode(X)["style_mean"]), IDS)
-    np.testing.assert_allclose(terms["independence"], expected, rtol=1e-5)
+    expected = numpy_measure(np.asarray(model.encode(X)["style_mean"]), IDS)
+    np.testing.assert_allclose(terms[term], expected, rtol=1e-4)
     plain = make_tiny_model()
     plain.set_weights(model.get_weights())
     elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["loss"]
-    np.testing.assert_allclose(terms["loss"], elbo + 4.0 * len(X) / 4 * expected, rtol=1e-5)
+    np.testing.assert_allclose(terms["loss"], elbo + weight * len(X) / 4 * expected, rtol=1e-5)
 
 
 def test_the_group_variance_term_is_pillais_trace_of_the_style_means_and_the_groups():
@@ -155,14 +161,7 @@ def test_the_group_variance_term_is_pillais_trace_of_the_style_means_and_the_gro
     np.testing.assert_allclose(group_variance(alike, np.array([0, 0, 1, 1, 2, 2, 3, 3], np.int32)), 0.0, atol=1e-6)
     constant = np.repeat(rng.normal(size=(4, 3)), 3, axis=0).astype(np.float32)
     np.testing.assert_allclose(group_variance(constant, np.repeat(np.arange(4, dtype=np.int32), 3), ridge=0.0), 1.0, rtol=1e-4)
-    model = make_tiny_model(group_variance_weight=5.0)
-    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
-    expected = numpy_group_variance(np.asarray(model.encode(X)["style_mean"]), IDS)
-    np.testing.assert_allclose(terms["group_variance"], expected, rtol=1e-4)
-    plain = make_tiny_model()
-    plain.set_weights(model.get_weights())
-    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))["loss"]
-    np.testing.assert_allclose(terms["loss"], elbo + 5.0 * len(X) / 4 * expected, rtol=1e-5)
+    _check_dependence_term("group_variance", numpy_group_variance, weight=5.0)
 
 
 def test_one_content_sample_per_group_is_shared_by_its_members():
