@@ -99,8 +99,9 @@ def group_variance(features, group_ids, ridge=1e-3):
     V = tr(S_t^-1 S_b) / d, with S_t the rows' covariance and S_b = sum_g n_g (m_g - m)(m_g - m)^T / n
     the covariance of their group means m_g (n_g rows each): 0 when every group has the same mean,
     1 when the rows of a group are all equal. Without the ridge it is unchanged by any invertible
-    linear map of the features (with it, by any scaling), so it measures what a linear classifier can read of the groups, whatever the
-    features' scale. Without any dependence it is about (G - 1) / (n - 1) (G groups of n rows).
+    linear map of the features (with it, by any scaling): it measures what a linear classifier can
+    read of the groups, whatever the features' scale. Without any dependence it is about
+    (G - 1) / (n - 1) (G groups of n rows).
     Rows with a negative group id (padding) are left out.
 
     Args:
