@@ -69,6 +69,9 @@ NETWORKS = {  # architecture: (input shape, latent size, likelihood); conv64 is 
 }
 
 
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}  # --optimizer: sgd for Adam's share
+
+
 def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_per_execution=1,
                  epoch_batches=94, shuffle=True, constant=False, keras_loop=False, path="flags", architecture="mlp",
                  optimizer="adam"):
@@ -104,12 +107,11 @@ def make_trainer(sizes, warmup, seed=0, aggregation="product", jit=False, steps_
     model = model_class(input_shape=input_shape, content_dim=latent, style_dim=latent, hidden_units=HIDDEN,
                         likelihood=likelihood, observation_scale=1.0, aggregation=aggregation, seed=seed,
                         architecture=architecture)
-    update = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](1e-3)
     if path == "default":
-        model.compile(optimizer=update)
+        model.compile(optimizer=OPTIMIZERS[optimizer](1e-3))
         steps_per_execution = model.steps_per_execution
     else:
-        model.compile(optimizer=update, jit_compile=jit, steps_per_execution=steps_per_execution)
+        model.compile(optimizer=OPTIMIZERS[optimizer](1e-3), jit_compile=jit, steps_per_execution=steps_per_execution)
     model.fit(ds, epochs=1, steps_per_epoch=max(warmup, steps_per_execution), verbose=0)
 
     def timed_round(steps):
@@ -206,7 +208,7 @@ def main(argv=None):
                         help="with --jit: Keras's loop, one call into XLA per step (default: one XLA program per execution)")
     parser.add_argument("--constant-batch", action="store_true",
                         help="one batch held in memory instead of the pipeline (the step alone, for diagnosis)")
-    parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
+    parser.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS),
                         help="sgd: the step without Adam's moments (Adam's share of it, for diagnosis)")
     args = parser.parse_args(argv)
     path = "flags" if args.jit or args.graph else "default"  # no flags: the package's default path

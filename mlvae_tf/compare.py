@@ -1,7 +1,8 @@
 """mlvae compare --data digits [--out reports/compare] [--epochs N] [--trials T] [--models a.keras,b.keras]
 
 The paper's comparison in one command (Figure 6c; supplement sections 7 and 8): the ML-VAE (product
-and mixture of Normals), the i.i.d. VAE, the regularised VAE and SVI, trained on the same batches
+and mixture of Normals, and with the style option that measured best, the group variance), the
+i.i.d. VAE, the regularised VAE and SVI, trained on the same batches
 of groups for the same epochs (or given as saved models), through the same classifier protocol.
 """
 

@@ -1,6 +1,6 @@
 """The options that keep class information out of the style (one content sample per group, the
-reverse cycle, the critic, the HSIC, the group variance): each term against an independent computation, and each exactly the
-paper's model when off."""
+reverse cycle, the critic, the HSIC, the group variance): each term against an independent
+computation, and each exactly the paper's model when off."""
 
 import keras
 import numpy as np
