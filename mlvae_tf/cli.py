@@ -30,7 +30,7 @@ def _train(args):
     except ConfigError as error:
         return f"mlvae train: error: {error}"
     from mlvae_tf.data import DataUnavailableError
-    from mlvae_tf.training import DivergedError, ResumeError, train
+    from mlvae_tf.training import DivergedError, ResumeError, negative_elbo, train
 
     try:
         run_dir, _ = train(config, runs_dir=args.runs_dir, fresh=args.fresh)
@@ -41,7 +41,11 @@ def _train(args):
         print(f"\nInterrupted after epoch {len(done)}; run the same command to resume.")
         return 130
     history = _history(run_dir)
-    print(f"Done: {len(history)} epochs, final val_loss {float(history[-1]['val_loss']):.2f}; outputs in "
+    final = f"final val_loss {float(history[-1]['val_loss']):.2f}"
+    elbo = negative_elbo(history[-1])
+    if elbo is not None:  # the loss adds the options' terms and weighs the KLs; this is the model's fit
+        final += f" (negative ELBO per group {elbo:.2f})"
+    print(f"Done: {len(history)} epochs, {final}; outputs in "
           f"{run_dir}/ (model.keras, best.keras, checkpoints/, history.csv, logs/ for TensorBoard, config.yaml)")
     return 0
 

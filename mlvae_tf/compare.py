@@ -143,7 +143,7 @@ def compare(config, out, models=None, trials=None, progress=print):
     from mlvae_tf.data import load_splits
     from mlvae_tf.evaluate import _swap_labels, save_tiles
     from mlvae_tf.evaluation import check_disjoint, compute_protocol, swap_grid, whole_latent
-    from mlvae_tf.training import build
+    from mlvae_tf.training import build, negative_elbo
 
     data, protocol = config["data"], config["evaluate"]
     splits = load_splits(data["name"], data["group_key"], seed=data["seed"], data_dir=data["data_dir"])
@@ -169,8 +169,7 @@ def compare(config, out, models=None, trials=None, progress=print):
             # SVI's validation runs test-time inference on every validation batch: at the last epoch only.
             history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
                                 validation_freq=epochs if type(model).__name__ == "SVI" else 1).history
-            # The negative ELBO without any option's or penalty's term: what the models share.
-            elbo = sum(history[f"val_{term}"][-1] for term in ("reconstruction", "kl_style", "kl_content"))
+            elbo = negative_elbo({name: values[-1] for name, values in history.items()})  # what all share
             result["training"] = {"epochs": config["train"]["epochs"], "seconds": round(time.time() - start, 1),
                                   "loss": history["loss"][-1], "val_loss": history["val_loss"][-1], "val_elbo": elbo}
             histories[name] = history["loss"]

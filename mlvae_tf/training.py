@@ -31,7 +31,7 @@ from mlvae_tf.models import MLVAE, SVI, VAE, MultiLevelVAE, RegularisedVAE
 
 __all__ = ["train", "build", "make_model", "make_strategy", "is_chief", "STRATEGIES", "DivergedError",
            "StopOnDivergence", "BestCheckpoint", "Backup", "SwapGridSummary", "Checkpoints", "EpochLogger",
-           "Progress", "ResumeError"]
+           "Progress", "ResumeError", "ELBO_TERMS", "negative_elbo"]
 
 
 class ResumeError(ValueError):
@@ -39,6 +39,19 @@ class ResumeError(ValueError):
 
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
+
+# The logged terms whose sum is the negative ELBO per group (eq. 5), whatever the model's options.
+ELBO_TERMS = ("reconstruction", "kl_style", "kl_content")
+
+
+def negative_elbo(logs, prefix="val_"):
+    """The negative ELBO per group in `logs` (one epoch's: a `history.csv` row, or a `fit` history's
+    last values), without the KL weights, options' or penalties' terms that the loss adds; None
+    where a term was not logged (SVI validates at its last epoch only)."""
+    values = [logs.get(f"{prefix}{term}") for term in ELBO_TERMS]
+    if any(value in (None, "") for value in values):
+        return None
+    return sum(float(value) for value in values)
 
 
 def make_strategy(name):

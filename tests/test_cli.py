@@ -43,6 +43,9 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     lines = result.stdout.splitlines()
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
     assert re.match(r"(\d+)/\1 - \d+s - .* - val_loss: ", lines[0]) and lines[1].startswith("Done: ")
+    # The paper's model with unit KL weights: its loss is the negative ELBO.
+    loss, elbo = map(float, re.search(r"final val_loss (\S+) \(negative ELBO per group (\S+)\)", lines[1]).groups())
+    assert elbo == loss
     for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert _epochs(run_dir) == [1]  # numbered as the checkpoints
@@ -81,6 +84,19 @@ def test_an_interrupted_train_says_so_refuses_another_config_and_resumes_where_i
     assert _epochs(run_dir) == [1, 2, 3]  # the epoch count continues, no epoch repeated
     assert "Done: 3 epochs" in out  # the whole run's total
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints")))[-1] == "epoch_003.keras"
+
+
+def test_train_reports_the_negative_elbo_apart_from_an_options_term(capsys, tmp_path):
+    status, out, _ = run_cli(capsys, "train", "--set", "train.epochs=1", "--set", "model.hidden_units=32", "--set",
+                             "model.group_variance_weight=1000", "--runs-dir",
+                             str(tmp_path))
+    loss, elbo = map(float, re.search(r"final val_loss (\S+) \(negative ELBO per group (\S+)\);", out).groups())
+    (run_dir,) = [os.path.join(tmp_path, "digits", d) for d in os.listdir(tmp_path / "digits") if d[0] != "."]
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        row = list(csv.DictReader(f))[-1]
+    terms = float(row["val_reconstruction"]) + float(row["val_kl_style"]) + float(row["val_kl_content"])
+    assert status == 0 and elbo == pytest.approx(terms, abs=0.006)
+    assert loss > elbo + 1  # the group variance's term (weight 1000 x N/G x a share in (0, 1]) is left out
 
 
 def test_fresh_starts_a_new_run_and_keeps_the_interrupted_one(tmp_path):
