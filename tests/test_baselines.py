@@ -202,6 +202,29 @@ def test_svi_round_trips_its_tables_through_a_keras_file(tmp_path):
     np.testing.assert_allclose(got["loss"].numpy(), expected["loss"].numpy(), rtol=1e-6)
 
 
+def test_compare_trains_the_configs_own_style_option_beside_models_with_the_papers_objective():
+    from mlvae_tf.compare import models_for
+    from mlvae_tf.config import apply_overrides, load_config
+
+    def trained(config):  # {name: the model section each row is built from}
+        return {name: apply_overrides(config, overrides)["model"] for name, overrides in models_for(config).items()}
+
+    # A recommended config's options: its option row, and none of them in any other model.
+    own = trained(load_config(None, ["model.group_variance_weight=300", "model.kl_style_weight=3",
+                                     "model.likelihood=normal_fixed"]))
+    assert list(own) == ["ML-VAE", "ML-VAE, mixture", "ML-VAE, group variance, style KL", "VAE", "Regularised VAE",
+                         "SVI"]
+    option = own.pop("ML-VAE, group variance, style KL")
+    assert (option["group_variance_weight"], option["kl_style_weight"], option["kind"]) == (300.0, 3.0, "mlvae")
+    for name, model in own.items():
+        assert (model["group_variance_weight"], model["kl_style_weight"]) == (0.0, 1.0), name
+    assert {model["likelihood"] for model in [option, *own.values()]} == {"normal_fixed"}  # shared settings kept
+    # A config without options: the digits' best, the group variance at 3000.
+    plain = trained(load_config(None))
+    assert plain["ML-VAE, group variance"]["group_variance_weight"] == 3000.0
+    assert plain["ML-VAE"] == load_config(None)["model"]
+
+
 @pytest.mark.slow
 def test_compare_trains_every_model_and_writes_the_table_figure_and_json(tmp_path, capsys):
     import json
