@@ -45,7 +45,7 @@ def test_train_one_epoch_from_the_default_config_fills_the_run_folder(one_epoch_
     assert re.match(r"(\d+)/\1 - \d+s - .* - val_loss: ", lines[0]) and lines[1].startswith("Done: ")
     # The paper's model with unit KL weights: its loss is the negative ELBO.
     loss, elbo = map(float, re.search(r"final val_loss (\S+) \(negative ELBO per group (\S+)\)", lines[1]).groups())
-    assert elbo == loss
+    assert elbo == pytest.approx(loss, abs=0.011)  # both printed to 0.01
     for name in ("config.yaml", "history.csv", "model.keras", "best.keras", "checkpoints/epoch_001.keras"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert _epochs(run_dir) == [1]  # numbered as the checkpoints
