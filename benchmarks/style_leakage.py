@@ -76,6 +76,12 @@ OPTIONS = [
      ["model.style_dim=10", "model.group_variance_weight=300.0", "model.kl_style_weight=10.0"]),
     ("style 10, group variance 100 and style KL weight 3",
      ["model.style_dim=10", "model.group_variance_weight=100.0", "model.kl_style_weight=3.0"]),
+    ("style 10, group variance 500 and style KL weight 3",
+     ["model.style_dim=10", "model.group_variance_weight=500.0", "model.kl_style_weight=3.0"]),
+    ("style 10, group variance 1000 and style KL weight 2",
+     ["model.style_dim=10", "model.group_variance_weight=1000.0", "model.kl_style_weight=2.0"]),
+    ("style 10, group variance 1000 and style KL weight 3",
+     ["model.style_dim=10", "model.group_variance_weight=1000.0", "model.kl_style_weight=3.0"]),
 ]
 
 
