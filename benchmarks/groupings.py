@@ -2,14 +2,14 @@
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
     [--kl-style-weight 1] [--independence-weight 0] [--group-variance-weight 0] [--content-samples observation]
-    [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp] [--out docs]
+    [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp] [--probe-images 2000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
 trains a `MultiLevelVAE` with a shape content (8), a colour content (4) and a style (8) on batches
 of `multi_grouped_dataset` (16 shape groups of at most 10 images each). Prints the latent x factor
 matrix (`mlvae_tf.evaluation.latent_factor_accuracy`: a logistic regression from each latent's
-posterior means to each factor, then an MLP probe, 2,000 training and 2,000 test images; the contents read from one
+posterior means to each factor, then an MLP probe, on `--probe-images` training and 2,000 test images; the contents read from one
 image, k = 1, and accumulated over 10 images that share the factor's value, k = 10) as a markdown
 table, and writes `groupings_factors.png` (the k = 10 matrix as a heat map) and
 `groupings_swap_color.png` / `groupings_swap_shape.png` (one latent swapped, the others kept).
@@ -51,6 +51,8 @@ def main(argv=None):
     parser.add_argument("--observation-scale", type=float, default=1.0, help="of the normal_fixed likelihood")
     parser.add_argument("--architecture", default="mlp", choices=("mlp", "conv64"),
                         help="the networks (conv64: the paper's convolutional ones, on the 32x32 images)")
+    parser.add_argument("--probe-images", type=int, default=2000,
+                        help="training images of the probes (the rotation needs more than 2,000 to be read)")
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
     start = time.time()
@@ -69,8 +71,8 @@ def main(argv=None):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(ds, epochs=args.epochs, verbose=2).history
     trained = time.time() - start
-    probe = {part: (images[index[:2000]], {f: factors[f][index[:2000]] for f in FACTORS})
-             for part, index in (("train", train), ("test", test))}
+    probe = {part: (images[index[:size]], {f: factors[f][index[:size]] for f in FACTORS})
+             for part, index, size in (("train", train, args.probe_images), ("test", test, 2000))}
     results = {k: latent_factor_accuracy(model, probe["train"], probe["test"], k=k) for k in (1, 10)}
     strict = {str(k): latent_factor_accuracy(model, probe["train"], probe["test"], k=k, probe="mlp")["accuracy"]
               for k in (1, 10)}
