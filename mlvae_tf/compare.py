@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from mlvae_tf.config import DEFAULTS  # noqa: E402
 from mlvae_tf.files import atomic_path  # noqa: E402
 
 __all__ = ["MODELS", "PAPER", "models_for", "compare", "main"]
@@ -31,12 +32,11 @@ MODELS = {
     "Regularised VAE": ["model.kind=regularised_vae"],
     "SVI": ["model.kind=svi", "train.jit_compile=false"],
 }
-# The style options' config keys, their paper's values and their names in the report.
-PAPER = {"group_variance_weight": 0.0, "independence_weight": 0.0, "critic_weight": 0.0, "cycle_weight": 0.0,
-         "kl_style_weight": 1.0, "kl_content_weight": 1.0, "content_samples": "observation"}
+# The style options' config keys and their names in the report; their defaults are the paper's model.
 OPTION_NAMES = {"group_variance_weight": "group variance", "independence_weight": "independence",
                 "critic_weight": "critic", "cycle_weight": "reverse cycle", "kl_style_weight": "style KL",
                 "kl_content_weight": "content KL", "content_samples": "one content sample per group"}
+PAPER = {key: DEFAULTS["model"][key] for key in OPTION_NAMES}
 # The option row where the config sets none: the digits' best (README, "Style leakage").
 DEFAULT_OPTION = {"group_variance_weight": 3000.0}
 
