@@ -26,7 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mlvae_tf  # noqa: E402
-from mlvae_tf.config import load_config  # noqa: E402
+from mlvae_tf.config import ConfigError, load_config  # noqa: E402
 from mlvae_tf.evaluation import compute_protocol, linear_probe_accuracy  # noqa: E402
 from mlvae_tf.training import build, negative_elbo  # noqa: E402
 
@@ -110,6 +110,10 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override added to every row (repeatable)")
     args = parser.parse_args(argv)
+    try:  # a wrong override is said before any training
+        load_config(None, args.set)
+    except ConfigError as error:
+        parser.error(f"--set: {error}")
     if args.rows == "options":
         print("| Setting | content acc. k=1 | content acc. k=10 | content acc. k=K | style acc. k=1 (samples) "
               "| style acc. k=1 (means) | style linear probe | validation -ELBO per group | seconds |")
