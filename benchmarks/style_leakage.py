@@ -73,6 +73,8 @@ OPTIONS = [
 OPTIONS += [(f"style 10, group variance {gv} and style KL weight {kl}",
              ["model.style_dim=10", f"model.group_variance_weight={float(gv)}", f"model.kl_style_weight={float(kl)}"])
             for gv, kl in ((300, 2), (300, 3), (300, 10), (100, 3), (500, 3), (1000, 2), (1000, 3))]
+OPTIONS.append(("style 10, group variance 300, style KL weight 3 and one content sample per group",
+                [*dict(OPTIONS)["style 10, group variance 300 and style KL weight 3"], "model.content_samples=group"]))
 
 
 def run(overrides, trials, seed=0, features="sample", data="digits"):

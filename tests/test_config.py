@@ -95,7 +95,8 @@ def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
     ("digits_critic", None, "style 10, critic, weight 10", ["train.epochs=40"]),
     ("digits_group_variance", None, "style 10, group variance, weight 3000", ["train.epochs=40"]),
     ("fashion_mnist_kl_style", CONFIGS / "fashion_mnist.yaml", "style 10, style KL weight 100", []),
-    ("fashion_mnist_group_variance", CONFIGS / "fashion_mnist.yaml", "style 10, group variance 300 and style KL weight 3",
+    ("fashion_mnist_group_variance", CONFIGS / "fashion_mnist.yaml",
+     "style 10, group variance 300, style KL weight 3 and one content sample per group",
      ["model.likelihood=bernoulli", "model.observation_scale=1.0"]),  # `--set model.likelihood=bernoulli` (and
     # the Normal's scale, which the Bernoulli does not use, back to its default)
 ])
