@@ -1,7 +1,7 @@
 """Two groupings at once: the grouped shapes grouped by shape and by colour (`MultiLevelVAE`).
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
-    [--kl-style-weight 1] [--independence-weight 0] [--group-variance-weight 0] [--content-samples observation]
+    [--kl-style-weight 1] [--kl-style-warmup 0] [--independence-weight 0] [--group-variance-weight 0] [--content-samples observation]
     [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp] [--probe-images 2000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
@@ -13,6 +13,8 @@ posterior means to each factor, then an MLP probe, on `--probe-images` training 
 image, k = 1, and accumulated over 10 images that share the factor's value, k = 10) as a markdown
 table, and writes `groupings_factors.png` (the k = 10 matrix as a heat map) and
 `groupings_swap_color.png` / `groupings_swap_shape.png` (one latent swapped, the others kept).
+`--kl-style-warmup N` weighs the style KL 10 for the first N epochs (`StyleKLWarmup`), so that the
+contents learn their factors before the style can take them.
 The README's "Several groupings" section is its output.
 """
 
@@ -34,6 +36,23 @@ GROUPINGS = {"shape": 8, "color": 4}
 FACTORS = ("shape", "color", "scale", "rotation", "position_x", "position_y")
 
 
+class StyleKLWarmup(keras.callbacks.Callback):
+    """The style KL weighed `weight` for the first `epochs` epochs, then the model's own weight
+    (the train function rebuilt at the switch: the weight is a constant of the traced step)."""
+
+    def __init__(self, epochs, weight=10.0):
+        super().__init__()
+        self.epochs, self.weight, self.final = epochs, weight, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.final is None:
+            self.final = self.model.kl_style_weight
+        weight = self.weight if epoch < self.epochs else self.final
+        if self.model.kl_style_weight != weight:
+            self.model.kl_style_weight = weight
+            self.model.make_train_function(force=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=80)
@@ -41,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--max-group-size", type=int, default=10, help="of the first grouping's chunks")
     parser.add_argument("--examples", type=int, default=12_000)
     parser.add_argument("--kl-style-weight", type=float, default=1.0, help="the style KL's weight (1: the ELBO)")
+    parser.add_argument("--kl-style-warmup", type=int, default=0, metavar="N",
+                        help="weigh the style KL 10 for the first N epochs, then --kl-style-weight")
     parser.add_argument("--independence-weight", type=float, default=0.0,
                         help="the HSIC of the style and each grouping, weighed (0: the ML-VAE's objective)")
     parser.add_argument("--group-variance-weight", type=float, default=0.0,
@@ -69,7 +90,7 @@ def main(argv=None):
                                    observation_scale=args.observation_scale,
                                    architecture=args.architecture, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit(ds, epochs=args.epochs, verbose=2).history
+    history = model.fit(ds, epochs=args.epochs, verbose=2, callbacks=[StyleKLWarmup(args.kl_style_warmup)]).history
     trained = time.time() - start
     probe = {part: (images[index[:size]], {f: factors[f][index[:size]] for f in FACTORS})
              for part, index, size in (("train", train, args.probe_images), ("test", test, 2000))}

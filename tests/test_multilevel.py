@@ -136,6 +136,21 @@ def test_fit_logs_each_groupings_kl_and_the_model_saves_and_loads(tmp_path):
     np.testing.assert_allclose(loaded.encode(X)["content_mean"], model.encode(X)["content_mean"], atol=1e-6)
 
 
+def test_the_style_kl_warmup_weighs_the_style_kl_until_its_last_epoch_then_the_models_weight():
+    """`benchmarks.groupings.StyleKLWarmup`: each epoch's loss is its logged terms under that
+    epoch's weight (10, then the model's 1.5), and the model keeps its own weight afterwards."""
+    from benchmarks.groupings import StyleKLWarmup
+
+    model = make_model(kl_style_weight=1.5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ds = multi_grouped_dataset(X, {"shape": SHAPES, "colour": COLOURS}, groups_per_batch=6, seed=0)  # one batch
+    history = model.fit(ds, epochs=3, verbose=0, callbacks=[StyleKLWarmup(2)]).history
+    for epoch, weight in enumerate((10.0, 10.0, 1.5)):
+        expected = history["reconstruction"][epoch] + weight * history["kl_style"][epoch] + history["kl_content"][epoch]
+        np.testing.assert_allclose(history["loss"][epoch], expected, rtol=1e-5)
+    assert model.kl_style_weight == 1.5
+
+
 def test_bad_batches_and_ids_are_refused_in_one_line():
     model = make_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
