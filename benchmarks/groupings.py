@@ -11,7 +11,8 @@ of `multi_grouped_dataset` (16 shape groups of at most 10 images each). Prints t
 matrix (`mlvae_tf.evaluation.latent_factor_accuracy`: a logistic regression from each latent's
 posterior means to each factor, then an MLP probe, on `--probe-images` training and 2,000 test images; the contents read from one
 image, k = 1, and accumulated over 10 images that share the factor's value, k = 10) as a markdown
-table, and writes `groupings_factors.png` (the k = 10 matrix as a heat map) and
+table, then the last epoch's loss and negative ELBO per group (without the KL weights and
+penalties) as JSON, and writes `groupings_factors.png` (the k = 10 matrix as a heat map) and
 `groupings_swap_color.png` / `groupings_swap_shape.png` (one latent swapped, the others kept).
 `--kl-style-warmup N` weighs the style KL 10 for the first N epochs (`StyleKLWarmup`), so that the
 contents learn their factors before the style can take them.
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 import mlvae_tf  # noqa: E402
 from mlvae_tf.data.grouped_shapes import generate  # noqa: E402
 from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid  # noqa: E402
+from mlvae_tf.training import negative_elbo  # noqa: E402
 
 GROUPINGS = {"shape": 8, "color": 4}
 FACTORS = ("shape", "color", "scale", "rotation", "position_x", "position_y")
@@ -111,7 +113,9 @@ def main(argv=None):
     print(factor_table({str(k): result["accuracy"] for k, result in results.items()}, results[1]["chance"]))
     print("\nThe same read by an MLP probe (2 x 128 units, `probe=\"mlp\"`):")
     print(factor_table(strict, results[1]["chance"]))
-    print(json.dumps({"final_loss": round(history["loss"][-1], 1), "train_s": round(trained),
+    last = {name: values[-1] for name, values in history.items()}
+    print(json.dumps({"final_loss": round(last["loss"], 1), "negative_elbo": round(negative_elbo(last, prefix=""), 1),
+                      "train_s": round(trained),
                       "total_s": round(time.time() - start)}))
     return results
 
