@@ -1,21 +1,22 @@
 """Two groupings at once: the grouped shapes grouped by shape and by colour (`MultiLevelVAE`).
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
-    [--kl-style-weight 1] [--kl-style-warmup 0] [--independence-weight 0] [--group-variance-weight 0] [--content-samples observation]
-    [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp] [--probe-images 2000] [--out docs]
+    [--kl-style-weight 1] [--kl-style-warmup 0] [--independence-weight 0] [--group-variance-weight 0]
+    [--content-samples observation] [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp]
+    [--probe-images 2000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
 trains a `MultiLevelVAE` with a shape content (8), a colour content (4) and a style (8) on batches
 of `multi_grouped_dataset` (16 shape groups of at most 10 images each). Prints the latent x factor
 matrix (`mlvae_tf.evaluation.latent_factor_accuracy`: a logistic regression from each latent's
-posterior means to each factor, then an MLP probe, on `--probe-images` training and 2,000 test images; the contents read from one
-image, k = 1, and accumulated over 10 images that share the factor's value, k = 10) as a markdown
-table, then the last epoch's loss and negative ELBO per group (without the KL weights and
-penalties) as JSON, and writes `groupings_factors.png` (the k = 10 matrix as a heat map) and
-`groupings_swap_color.png` / `groupings_swap_shape.png` (one latent swapped, the others kept).
-`--kl-style-warmup N` weighs the style KL 10 for the first N epochs (`StyleKLWarmup`), so that the
-contents learn their factors before the style can take them.
+posterior means to each factor, then an MLP probe, on `--probe-images` training and 2,000 test
+images; the contents read from one image, k = 1, and accumulated over 10 images that share the
+factor's value, k = 10) as a markdown table, then the last epoch's loss and negative ELBO per
+group (without the KL weights and penalties) as JSON, and writes `groupings_factors.png` (the
+k = 10 matrix as a heat map) and `groupings_swap_color.png` / `groupings_swap_shape.png` (one
+latent swapped, the others kept). `--kl-style-warmup N` weighs the style KL 10 for the first N
+epochs (`StyleKLWarmup`), so that the contents learn their factors before the style can take them.
 The README's "Several groupings" section is its output.
 """
 
