@@ -23,10 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 import mlvae_tf  # noqa: E402
 from mlvae_tf.data.grouped_shapes import FACTORS, SHAPES, generate  # noqa: E402
+from mlvae_tf.evaluation import probe_accuracy  # noqa: E402
 
 MODELS = {"mlvae": mlvae_tf.MLVAE, "vae": mlvae_tf.VAE}
 HIDDEN_ROTATION = (SHAPES.index("circle"), SHAPES.index("ring"))  # their rotation does not show
@@ -55,11 +55,9 @@ def ideal_representation(factors):
             "style_mean": np.concatenate(style + [one_hot(rotation, FACTORS["rotation"] + 1)], 1)}
 
 
-def probe_accuracy(features, labels, train, test):
-    """The MLP probe (2 x 128 units, early stopping) fitted on the rows `train`, scored on `test`."""
-    probe = MLPClassifier((128, 128), max_iter=500, early_stopping=True, random_state=0)
-    probe.fit(features[train], labels[train])
-    return round(probe.score(features[test], labels[test]), 3)
+def mlp_accuracy(features, labels, train, test):
+    """`mlvae_tf.evaluation.probe_accuracy`'s MLP probe fitted on the rows `train`, scored on `test`."""
+    return round(probe_accuracy(features[train], labels[train], features[test], labels[test], probe="mlp"), 3)
 
 
 def main(argv=None):
@@ -90,13 +88,13 @@ def main(argv=None):
              "content_mean": encoded["content_mean"], "style_mean": encoded["style_mean"]}
     rotation = factors["rotation"]
     for size in (args.probe_images, 2000):
-        result[f"all_shapes_{size}"] = probe_accuracy(parts["both"], rotation, train[:size], test)
+        result[f"all_shapes_{size}"] = mlp_accuracy(parts["both"], rotation, train[:size], test)
     squares = SHAPES.index("square")
     probe_squares = train[: args.probe_images][factors["shape"][train[: args.probe_images]] == squares]
     test_squares = test[factors["shape"][test] == squares]
     for part, features in parts.items():
-        result[f"squares_{part}_{args.probe_images}"] = probe_accuracy(features, rotation, probe_squares, test_squares)
-    result[f"shape_from_style_{args.probe_images}"] = probe_accuracy(
+        result[f"squares_{part}_{args.probe_images}"] = mlp_accuracy(features, rotation, probe_squares, test_squares)
+    result[f"shape_from_style_{args.probe_images}"] = mlp_accuracy(
         parts["style_mean"], factors["shape"], train[: args.probe_images], test)
     print(json.dumps(result))
 

@@ -334,14 +334,14 @@ def test_the_ideal_split_tells_the_shape_only_as_circle_or_ring_or_not():
     its style is a function of (scale, position, rotation where it shows), so read by the MLP probe
     it gives the shape at 2/5 x 1/2 + 3/5 x 1/3 = 0.40 (circles against rings, and the other three
     among themselves, are guesses), and the rotation of the squares (a one-hot code of it)."""
-    from benchmarks.rotation import ideal_representation, probe_accuracy
+    from benchmarks.rotation import ideal_representation, mlp_accuracy
     from mlvae_tf.data.grouped_shapes import SHAPES, generate
 
     _, factors = generate(3000, image_size=8, seed=1)
     style = ideal_representation(factors)["style_mean"]
     train, test = np.arange(2000), np.arange(2000, 3000)
-    assert abs(probe_accuracy(style, factors["shape"], train, test) - 0.40) < 0.05
+    assert abs(mlp_accuracy(style, factors["shape"], train, test) - 0.40) < 0.05
     squares = np.flatnonzero(factors["shape"] == SHAPES.index("square"))
-    assert probe_accuracy(style, factors["rotation"], squares[squares < 2000], squares[squares >= 2000]) >= 0.95
+    assert mlp_accuracy(style, factors["rotation"], squares[squares < 2000], squares[squares >= 2000]) >= 0.95
     hidden = np.isin(factors["shape"], [SHAPES.index("circle"), SHAPES.index("ring")])
     assert np.all(style[hidden, -1] == 1.0) and np.all(style[~hidden, -1] == 0.0)

@@ -3,7 +3,7 @@ which ground-truth factor each latent holds, and a swap grid that changes one la
 
 import numpy as np
 
-__all__ = ["latents", "latent_factor_accuracy", "latent_swap_grid", "PROBES"]
+__all__ = ["latents", "probe_accuracy", "latent_factor_accuracy", "latent_swap_grid", "PROBES"]
 
 
 def latents(model, images, log_var=False):
@@ -33,6 +33,28 @@ def _accumulated(mean, log_var, labels, k, rng):
 PROBES = ("linear", "mlp")
 
 
+def probe_accuracy(train_features, train_labels, test_features, test_labels, probe="linear", seed=0):
+    """Test accuracy of a classifier (the probe) fitted on `train_features` `[N, d]` to
+    `train_labels` `[N]`: "linear", a logistic regression; or "mlp", scikit-learn's
+    `MLPClassifier` with two hidden layers of 128 units (early stopping on a tenth of the training
+    rows; `seed` its weights'). The solver's convergence warnings are silenced: the accuracy is the
+    measurement, not the solver's tolerance."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    if probe not in PROBES:
+        raise ValueError(f"`probe` must be one of {PROBES}, got {probe!r}.")
+    classifier = (LogisticRegression(max_iter=2000) if probe == "linear" else
+                  MLPClassifier((128, 128), early_stopping=True, max_iter=500, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier.fit(train_features, train_labels)
+    return float(classifier.score(test_features, test_labels))
+
+
 def latent_factor_accuracy(model, train, test, k=1, seed=0, probe="linear"):
     """The latent x factor matrix: test accuracy of a classifier (the probe) from each latent's
     posterior means to each ground-truth factor, fitted on the `train` images.
@@ -57,16 +79,8 @@ def latent_factor_accuracy(model, train, test, k=1, seed=0, probe="linear"):
     Returns:
         dict `{"accuracy": {latent: {factor: accuracy}}, "chance": {factor: majority-class rate}}`.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
-
     if probe not in PROBES:
         raise ValueError(f"`probe` must be one of {PROBES}, got {probe!r}.")
-    make = {"linear": lambda: LogisticRegression(max_iter=2000),
-            "mlp": lambda: MLPClassifier((128, 128), early_stopping=True, max_iter=500, random_state=seed)}[probe]
     rng = np.random.default_rng(seed)
     encoded = {"train": latents(model, train[0], log_var=True), "test": latents(model, test[0], log_var=True)}
     factors = {"train": train[1], "test": test[1]}
@@ -79,10 +93,8 @@ def latent_factor_accuracy(model, train, test, k=1, seed=0, probe="linear"):
                 features[part] = means[latent]
                 if k > 1 and latent != "style":
                     features[part] = _accumulated(means[latent], log_vars[latent], factors[part][factor], k, rng)
-            with warnings.catch_warnings():  # the probe's accuracy is the measurement, not its solver's tolerance
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                classifier = make().fit(features["train"], train[1][factor])
-            accuracy[latent][factor] = float(classifier.score(features["test"], test[1][factor]))
+            accuracy[latent][factor] = probe_accuracy(features["train"], train[1][factor], features["test"],
+                                                      test[1][factor], probe, seed)
     chance = {factor: float(np.bincount(labels).max() / len(labels)) for factor, labels in test[1].items()}
     return {"accuracy": accuracy, "chance": chance}
 
