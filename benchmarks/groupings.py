@@ -51,6 +51,13 @@ class StyleKLWarmup(keras.callbacks.Callback):
         if self.final is None:
             self.final = self.model.kl_style_weight
         weight = self.weight if epoch < self.epochs else self.final
+        self._weigh(weight)
+
+    def on_train_end(self, logs=None):  # a run shorter than the warm-up leaves the model its own weight
+        if self.final is not None:
+            self._weigh(self.final)
+
+    def _weigh(self, weight):
         if self.model.kl_style_weight != weight:
             self.model.kl_style_weight = weight
             self.model.make_train_function(force=True)
@@ -79,6 +86,11 @@ def main(argv=None):
                         help="training images of the probes (the rotation needs more than 2,000 to be read)")
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
+    training_images = args.examples - args.examples // 6
+    if not 0 < args.probe_images <= training_images:
+        parser.error(f"--probe-images must be in [1, {training_images}] (the training images), got {args.probe_images}")
+    if args.kl_style_warmup < 0:
+        parser.error(f"--kl-style-warmup must be 0 or more epochs, got {args.kl_style_warmup}")
     start = time.time()
     keras.utils.set_random_seed(0)
     images, factors = generate(args.examples, image_size=32, seed=0)

@@ -67,6 +67,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--probe-images", type=int, default=6000, help="training images of the larger probe")
     args = parser.parse_args(argv)
+    if not 0 < args.probe_images <= 10_000:
+        parser.error(f"--probe-images must be in [1, 10000] (the training images), got {args.probe_images}")
     keras.utils.set_random_seed(0)
     images, factors = generate(12_000, image_size=32, seed=0)
     order = np.random.default_rng(0).permutation(len(images))

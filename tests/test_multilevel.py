@@ -149,6 +149,10 @@ def test_the_style_kl_warmup_weighs_the_style_kl_until_its_last_epoch_then_the_m
         expected = history["reconstruction"][epoch] + weight * history["kl_style"][epoch] + history["kl_content"][epoch]
         np.testing.assert_allclose(history["loss"][epoch], expected, rtol=1e-5)
     assert model.kl_style_weight == 1.5
+    shorter = model.fit(ds, epochs=1, verbose=0, callbacks=[StyleKLWarmup(3)]).history  # ends inside the warm-up
+    expected = shorter["reconstruction"][0] + 10.0 * shorter["kl_style"][0] + shorter["kl_content"][0]
+    np.testing.assert_allclose(shorter["loss"][0], expected, rtol=1e-5)
+    assert model.kl_style_weight == 1.5
 
 
 def test_bad_batches_and_ids_are_refused_in_one_line():
