@@ -2,7 +2,7 @@
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
     [--kl-style-weight 1] [--kl-style-warmup 0] [--independence-weight 0] [--group-variance-weight 0]
-    [--content-samples observation] [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp]
+    [--critic-weight 0] [--content-samples observation] [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp]
     [--probe-images 2000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
@@ -76,6 +76,8 @@ def main(argv=None):
                         help="the HSIC of the style and each grouping, weighed (0: the ML-VAE's objective)")
     parser.add_argument("--group-variance-weight", type=float, default=0.0,
                         help="the style's share of variance between each grouping's groups, weighed (0: the ML-VAE's)")
+    parser.add_argument("--critic-weight", type=float, default=0.0,
+                        help="a critic on pairs of styles per grouping, its gradient reversed (0: the ML-VAE's)")
     parser.add_argument("--content-samples", default="observation", choices=("observation", "group"),
                         help="one content sample per observation (Algorithm 1) or one per group")
     parser.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "normal", "normal_fixed"))
@@ -100,7 +102,7 @@ def main(argv=None):
                                              groups_per_batch=16, max_group_size=args.max_group_size, seed=0)
     model = mlvae_tf.MultiLevelVAE(input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=args.style_dim,
                                    kl_style_weight=args.kl_style_weight, independence_weight=args.independence_weight,
-                                   group_variance_weight=args.group_variance_weight,
+                                   group_variance_weight=args.group_variance_weight, critic_weight=args.critic_weight,
                                    content_samples=args.content_samples, likelihood=args.likelihood,
                                    observation_scale=args.observation_scale,
                                    architecture=args.architecture, seed=0)

@@ -197,10 +197,9 @@ def _check_groupings(data, model):
         if model.get("kind", "mlvae") != "mlvae":
             raise ConfigError(f"config key `data.group_key` lists several groupings {keys}, which only model.kind "
                               f"mlvae trains (a MultiLevelVAE); got model.kind {model['kind']!r}.")
-        for option in ("cycle_weight", "critic_weight"):
-            if model.get(option):
-                raise ConfigError(f"config key `model.{option}` must be 0 with several groupings (data.group_key "
-                                  f"{keys}), got {model[option]!r}.")
+        if model.get("cycle_weight"):
+            raise ConfigError(f"config key `model.cycle_weight` must be 0 with several groupings (data.group_key "
+                              f"{keys}), got {model['cycle_weight']!r}.")
         if isinstance(dims, dict) and list(dims) != keys:
             raise ConfigError(f"config key `model.content_dim` must map every grouping of data.group_key {keys}, "
                               f"in that order, to its size; got {dims!r}.")

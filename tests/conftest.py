@@ -225,3 +225,14 @@ def precision_policy(name):
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def numpy_critic_pairs(ids):
+    """The critic's pairs, recomputed in NumPy: the batch sorted by group; each row with the next
+    row (a positive but for a group's last) and with the row its group's size further on."""
+    order = np.argsort(ids, kind="stable")
+    sizes = np.bincount(ids)
+    n = len(ids)
+    near = order[np.minimum(np.arange(n) + 1, n - 1)]
+    far = order[(np.arange(n) + sizes[ids[order]]) % n]
+    return [(order, near), (order, far)]

@@ -45,8 +45,8 @@ def test_paper_settings_in_the_paper_configs():
          r"`model.content_dim` must map every grouping of data.group_key \['shape', 'color'\], in that order"),
         ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": 4, "kind": "vae"}},
          "lists several groupings .* which only model.kind mlvae trains"),
-        ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": 4, "critic_weight": 1.0}},
-         "`model.critic_weight` must be 0 with several groupings"),
+        ({"data": {"group_key": ["shape", "color"]}, "model": {"content_dim": 4, "cycle_weight": 1.0}},
+         "`model.cycle_weight` must be 0 with several groupings"),
         ({"model": {"group_variance_weight": -3}}, "`model.group_variance_weight` must be a number >= 0"),
         ({"train": {"learning_rate": -1}}, "`train.learning_rate` must be a number > 0"),
         ({"data": {"name": "imagenet"}}, r"`data.name` must be one of \['digits', "),
@@ -86,9 +86,11 @@ def test_a_list_of_group_keys_gives_each_grouping_its_content_size():
     same = load_config(None, ["data.group_key=[shape, color]", "model.content_dim=5"])
     assert content_dims(same) == {"shape": 5, "color": 5}
     assert content_dims(load_config(None)) is None  # one grouping: the ML-VAE
-    # The HSIC and group-variance options apply to every grouping (the critic and the cycle are refused, above).
-    hsic = load_config(CONFIGS / "groupings.yaml", ["model.independence_weight=3000", "model.group_variance_weight=30"])
-    assert (hsic["model"]["independence_weight"], hsic["model"]["group_variance_weight"]) == (3000.0, 30.0)
+    # The HSIC, group-variance and critic options apply to every grouping (the cycle is refused, above).
+    hsic = load_config(CONFIGS / "groupings.yaml", ["model.independence_weight=3000", "model.group_variance_weight=30",
+                                                     "model.critic_weight=10"])
+    assert [hsic["model"][f"{option}_weight"] for option in ("independence", "group_variance", "critic")] == [
+        3000.0, 30.0, 10.0]
 
 
 @pytest.mark.parametrize("name, base, row, extra", [

@@ -8,7 +8,8 @@ import tensorflow as tf
 import mlvae_tf
 from mlvae_tf.data import multi_grouped_dataset
 from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid, latents
-from tests.conftest import INPUT_SHAPE, make_tiny_model, numpy_group_variance, numpy_hsic, random_images
+from tests.conftest import (INPUT_SHAPE, make_tiny_model, numpy_critic_pairs, numpy_group_variance, numpy_hsic,
+                            random_images)
 
 DIMS = {"shape": 3, "colour": 2}
 X = random_images(12, seed=5)
@@ -27,16 +28,18 @@ def _noise(model, n, seed=0):
             "style": tf.constant(rng.normal(size=(n, model.style_dim)), tf.float32)}
 
 
-def test_one_grouping_is_the_ml_vae():
-    """The same loss and terms on the same batch, weights and noise."""
-    mlvae = make_tiny_model(content_dim=4, style_dim=3)
-    multi = mlvae_tf.MultiLevelVAE(input_shape=INPUT_SHAPE, content_dims={"label": 4}, style_dim=3, hidden_units=17)
+@pytest.mark.parametrize("options", [{}, {"critic_weight": 2.0}])
+def test_one_grouping_is_the_ml_vae(options):
+    """The same loss and terms on the same batch, weights and noise (with the critic too)."""
+    mlvae = make_tiny_model(content_dim=4, style_dim=3, **options)
+    multi = mlvae_tf.MultiLevelVAE(input_shape=INPUT_SHAPE, content_dims={"label": 4}, style_dim=3, hidden_units=17,
+                                   **options)
     multi.set_weights(mlvae.get_weights())
     ids = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4], np.int32)
     noise = _noise(mlvae, len(X))
     expected = mlvae.compute_elbo_terms(tf.constant(X), tf.constant(ids), 5, noise=noise)
     got = multi.compute_elbo_terms(tf.constant(X), tf.constant(ids[:, None]), 5, noise=noise)
-    for name in ("loss", "reconstruction", "kl_style", "kl_content"):
+    for name in ["loss", "reconstruction", "kl_style", "kl_content"] + (["critic"] if options else []):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, err_msg=name)
     np.testing.assert_allclose(got["kl_label"], expected["kl_content"], rtol=1e-6)
 
@@ -119,8 +122,42 @@ def test_a_dependence_term_sums_its_measure_of_the_style_means_over_the_grouping
     assert {term, f"{term}_shape", f"{term}_colour"} <= set(history)
     np.testing.assert_allclose(np.add(history[f"{term}_shape"], history[f"{term}_colour"]), history[term], rtol=1e-5)
     assert getattr(mlvae_tf.MultiLevelVAE.from_config(model.get_config()), f"{term}_weight") == 3.0
-    with pytest.raises(ValueError, match="`critic_weight` is not available with several groupings"):
-        make_model(critic_weight=1.0)
+    with pytest.raises(ValueError, match="`cycle_weight` is not available with several groupings"):
+        make_model(cycle_weight=1.0)
+
+
+def test_the_critic_has_one_output_per_grouping_each_on_its_groupings_pairs(tmp_path):
+    """Each `critic_<grouping>` is the critic's cross-entropy, recomputed in NumPy, on the pairs of
+    that grouping's column (`numpy_critic_pairs`) with its own output; the loss adds their sum on the
+    ELBO's per-group scale, and the critic trains, saves and loads with the model."""
+    model = make_model(critic_weight=3.0)
+    ids = np.stack([SHAPES, COLOURS], axis=1).astype(np.int32)
+    noise = _noise(model, len(X))
+    terms = model.compute_elbo_terms(tf.constant(X), tf.constant(ids), 3, noise=noise)
+    style = np.asarray(model.encode(X)["style_mean"])
+    for k, name in enumerate(DIMS):
+        losses = []
+        for a, b in numpy_critic_pairs(ids[:, k]):
+            keep = a != b
+            features = np.concatenate([np.abs(style[a] - style[b]), style[a] * style[b]], axis=1)[keep]
+            logits = np.asarray(model.critic(features))[:, k]
+            labels = (ids[a, k] == ids[b, k])[keep].astype(np.float64)
+            losses.append(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
+        np.testing.assert_allclose(terms[f"critic_{name}"], np.concatenate(losses).mean(), rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(terms["critic"], terms["critic_shape"] + terms["critic_colour"], rtol=1e-6)
+    plain = make_model()
+    plain.set_weights(model.get_weights()[: len(plain.get_weights())])
+    elbo = plain.compute_elbo_terms(tf.constant(X), tf.constant(ids), 3, noise=noise)["loss"]
+    np.testing.assert_allclose(terms["loss"], elbo + len(X) / 3 * terms["critic"], rtol=1e-5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(multi_grouped_dataset(X, {"shape": SHAPES, "colour": COLOURS}, groups_per_batch=2, seed=0),
+                        epochs=2, verbose=0).history
+    np.testing.assert_allclose(np.add(history["critic_shape"], history["critic_colour"]), history["critic"], rtol=1e-5)
+    model.save(tmp_path / "critic.keras")
+    loaded = keras.saving.load_model(tmp_path / "critic.keras")
+    assert loaded.critic_weight == 3.0
+    for got, expected in zip(loaded.critic.get_weights(), model.critic.get_weights()):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_fit_logs_each_groupings_kl_and_the_model_saves_and_loads(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import mlvae_tf
-from tests.conftest import CONTENT_DIM, STYLE_DIM, make_tiny_model, numpy_group_variance, numpy_hsic, random_images
+from tests.conftest import (CONTENT_DIM, STYLE_DIM, make_tiny_model, numpy_critic_pairs, numpy_group_variance,
+                            numpy_hsic, random_images)
 
 X = random_images(10, seed=2)
 IDS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], np.int32)
@@ -71,23 +72,12 @@ def test_the_reverse_cycle_reaches_the_encoder_only():
     assert all(g is not None for g in gradients[len(decoder):]) and sum(np.abs(g).sum() for g in gradients[len(decoder):]) > 0
 
 
-def _critic_pairs(ids):
-    """The critic's pairs, recomputed in NumPy: the batch sorted by group; each row with the next
-    row (a positive but for a group's last) and with the row its group's size further on."""
-    order = np.argsort(ids, kind="stable")
-    sizes = np.bincount(ids)
-    n = len(ids)
-    near = order[np.minimum(np.arange(n) + 1, n - 1)]
-    far = order[(np.arange(n) + sizes[ids[order]]) % n]
-    return [(order, near), (order, far)]
-
-
 def test_the_critic_term_is_its_cross_entropy_on_the_batchs_pairs():
     model = make_tiny_model(critic_weight=3.0)
     terms = model.compute_elbo_terms(tf.constant(X), tf.constant(IDS), 4, noise=_noise(len(X)))
     style = np.asarray(model.encode(X)["style_mean"])
     losses = []
-    for a, b in _critic_pairs(IDS):
+    for a, b in numpy_critic_pairs(IDS):
         keep = a != b
         features = np.concatenate([np.abs(style[a] - style[b]), style[a] * style[b]], axis=1)[keep]
         logits = np.asarray(model.critic(features))[:, 0]

@@ -109,7 +109,7 @@ class MLVAE(Autoencoder):
         if self.critic_weight:
             self.trackers["critic"] = keras.metrics.Mean(name="critic")
             self.critic = keras.Sequential([keras.Input((2 * self.style_dim,)), keras.layers.Dense(64, "relu"),
-                                            keras.layers.Dense(1)], name="critic")
+                                            keras.layers.Dense(self._groupings_in_batch() or 1)], name="critic")
 
     def get_config(self):
         return {**super().get_config(), "aggregation": self.aggregation, "content_samples": self.content_samples,
@@ -164,9 +164,9 @@ class MLVAE(Autoencoder):
             cycle = tf.reduce_sum(cycle) / tf.cast(num_groups, tf.float32)
             terms = {**terms, "loss": terms["loss"] + self.cycle_weight * cycle, "cycle": cycle}
         if self.critic_weight:
-            critic = self._critic_cross_entropy(_reverse_gradient(encoded["style_mean"], self.critic_weight),
-                                                group_ids, segments)
-            terms = {**terms, "loss": terms["loss"] + per_group * critic, "critic": critic}
+            critic = self._critic_terms(_reverse_gradient(encoded["style_mean"], self.critic_weight), group_ids,
+                                        num_groups, num_segments)
+            terms = {**terms, **critic, "loss": terms["loss"] + per_group * critic["critic"]}
         for name, measure in DEPENDENCE.items():
             weight = getattr(self, f"{name}_weight")
             if weight:
@@ -186,12 +186,17 @@ class MLVAE(Autoencoder):
                                     noise["content"], noise.get("component"))
         return content, {"content": kl}
 
-    def _critic_cross_entropy(self, style, group_ids, segments):
+    def _critic_terms(self, style, group_ids, num_groups, num_segments):
+        """The critic's term, `{"critic": ...}`: its cross-entropy on the batch's pairs of styles."""
+        segments = num_groups if num_segments is None else num_segments
+        return {"critic": self._critic_cross_entropy(style, group_ids, segments)}
+
+    def _critic_cross_entropy(self, style, group_ids, segments, head=0):
         """The critic's mean cross-entropy on pairs of the batch's style means `style` `[N, style_dim]`.
 
         Each observation is paired with its two partners of `grouping.near_and_far` (about half of
-        the pairs share a group); the label is whether the two group ids are equal, and padding
-        rows are in no pair.
+        the pairs share a group); the label is whether the two group ids `[N]` are equal, the
+        critic's output `head` its logit, and padding rows are in no pair.
         """
         group_ids = tf.cast(group_ids, tf.int32)
         order, near, far = grouping.near_and_far(group_ids, segments)
@@ -199,7 +204,7 @@ class MLVAE(Autoencoder):
         for partner in (near, far):
             first, second = tf.gather(style, order), tf.gather(style, partner)
             a, b = tf.gather(group_ids, order), tf.gather(group_ids, partner)
-            logits = self.critic(tf.concat([tf.abs(first - second), first * second], axis=1))[:, 0]
+            logits = self.critic(tf.concat([tf.abs(first - second), first * second], axis=1))[:, head]
             labels = tf.cast(tf.equal(a, b), tf.float32)
             losses.append(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
             weights.append(tf.cast((a >= 0) & (b >= 0) & (order != partner), tf.float32))

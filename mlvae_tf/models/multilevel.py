@@ -47,8 +47,11 @@ class MultiLevelVAE(MLVAE):
             `independence_weight` weighs the sum over the groupings of the HSIC between the style
             means and the batch's groups of each (logged as `independence_<grouping>` and their sum
             `independence`), to keep every grouping's factor out of the style, and
-            `group_variance_weight` the same sum of `losses.group_variance`; `cycle_weight` and
-            `critic_weight` pair groups of one grouping and must be 0.
+            `group_variance_weight` the same sum of `losses.group_variance`. `critic_weight` weighs
+            a critic with one output per grouping, each telling whether two style means share a
+            group of that grouping (logged as `critic_<grouping>`, cross-entropies, and their sum
+            `critic`, which the loss weighs); `cycle_weight` pairs groups of one grouping and
+            must be 0.
 
     Example:
         >>> model = MultiLevelVAE(input_shape=(32, 32, 3), content_dims={"shape": 8, "colour": 4}, style_dim=6)
@@ -62,17 +65,16 @@ class MultiLevelVAE(MLVAE):
         dims = {str(name): validation.check_positive_int(size, f"content_dims[{name!r}]")
                 for name, size in content_dims.items()}
         kwargs.pop("content_dim", None)  # the sum of `content_dims` (a saved config holds it)
-        for option in ("cycle_weight", "critic_weight"):
-            if kwargs.get(option):
-                raise ValueError(f"`{option}` is not available with several groupings: it must be 0.")
-        super().__init__(input_shape, content_dim=sum(dims.values()), style_dim=style_dim, **kwargs)
-        self.content_dims = dims
+        if kwargs.get("cycle_weight"):
+            raise ValueError("`cycle_weight` is not available with several groupings: it must be 0.")
+        self.content_dims = dims  # before `MLVAE.__init__`, whose critic has one output per grouping
         self.groupings = tuple(dims)
+        super().__init__(input_shape, content_dim=sum(dims.values()), style_dim=style_dim, **kwargs)
         stops = list(itertools.accumulate(dims.values()))
         self.content_slices = {name: (stop - dims[name], stop) for name, stop in zip(self.groupings, stops)}
         for name in self.groupings:
             self.trackers[f"kl_{name}"] = keras.metrics.Mean(name=f"kl_{name}")
-        for term in DEPENDENCE:
+        for term in ("critic", *DEPENDENCE):
             if getattr(self, f"{term}_weight"):
                 for name in self.groupings:
                     self.trackers[f"{term}_{name}"] = keras.metrics.Mean(name=f"{term}_{name}")
@@ -132,6 +134,16 @@ class MultiLevelVAE(MLVAE):
         terms = {f"{name}_{grouping}": measure(style_mean, group_ids[:, k])
                  for k, grouping in enumerate(self.groupings)}
         return {name: tf.add_n(list(terms.values())), **terms}
+
+    def _critic_terms(self, style, group_ids, num_groups, num_segments):
+        """`critic_<grouping>`, the critic's cross-entropy on the pairs of that grouping's groups
+        (its output k for grouping k), and their sum, `critic`."""
+        terms = {}
+        for k, name in enumerate(self.groupings):
+            ids = group_ids[:, k]
+            segments = tf.reduce_max(ids) + 1 if num_segments is None else num_segments
+            terms[f"critic_{name}"] = self._critic_cross_entropy(style, ids, segments, head=k)
+        return {"critic": tf.add_n(list(terms.values())), **terms}
 
     def _columns(self, group_ids):
         """`{grouping: ids [N]}` from a dict or an `[N, K]` array."""
