@@ -2,8 +2,8 @@
 
 python -m benchmarks.groupings [--epochs 80] [--style-dim 8] [--max-group-size 10] [--examples 12000]
     [--kl-style-weight 1] [--kl-style-warmup 0] [--independence-weight 0] [--group-variance-weight 0]
-    [--critic-weight 0] [--content-samples observation] [--likelihood bernoulli] [--observation-scale 1] [--architecture mlp]
-    [--probe-images 2000] [--out docs]
+    [--critic-weight 0] [--content-samples observation] [--likelihood bernoulli] [--observation-scale 1]
+    [--architecture mlp] [--probe-images 2000] [--out docs]
 
 Renders the grouped shapes (32x32x3; 5 shapes, 6 colours, 4 scales, 8 rotations, 8 x 8 positions,
 `mlvae_tf.data.grouped_shapes.generate`, seed 0), holds out a random sixth of the images, and
