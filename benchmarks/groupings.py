@@ -82,8 +82,9 @@ def main(argv=None):
                         help="one content sample per observation (Algorithm 1) or one per group")
     parser.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "normal", "normal_fixed"))
     parser.add_argument("--observation-scale", type=float, default=1.0, help="of the normal_fixed likelihood")
-    parser.add_argument("--architecture", default="mlp", choices=("mlp", "conv64"),
-                        help="the networks (conv64: the paper's convolutional ones, on the 32x32 images)")
+    parser.add_argument("--architecture", default="mlp", choices=("mlp", "conv64", "spatial"),
+                        help="the networks (conv64: the paper's convolutional ones, on the 32x32 images; spatial: "
+                             "the MLP's, its drawing moved by the style's first four dimensions)")
     parser.add_argument("--probe-images", type=int, default=2000,
                         help="training images of the probes (the rotation needs more than 2,000 to be read)")
     parser.add_argument("--out", default="docs")

@@ -100,12 +100,14 @@ def test_onnx_runtime_matches_keras(exported, digits_split):
 
 
 # Tiny untrained models of the kinds the session's trained model is not: the decoder's `log_var`
-# (learned variance), the paper's fixed-variance Normal with the mixture's group encoder, and the
-# MS-Celeb-1M network (batch normalisation and transposed convolutions through tf2onnx).
+# (learned variance), the paper's fixed-variance Normal with the mixture's group encoder, the
+# MS-Celeb-1M network (batch normalisation and transposed convolutions through tf2onnx) and the
+# "spatial" decoder (its bilinear warp's gathers).
 VARIANTS = {
     "mlp-normal": dict(likelihood="normal"),
     "mlp-normal_fixed-mixture": dict(likelihood="normal_fixed", aggregation="mixture"),
     "conv64-normal": dict(architecture="conv64", input_shape=(64, 64, 3), likelihood="normal"),
+    "spatial-normal": dict(architecture="spatial", input_shape=(6, 10, 3), style_dim=5, likelihood="normal"),
     "vae": dict(kind="VAE"),
     "regularised-vae": dict(kind="RegularisedVAE", likelihood="normal"),
 }

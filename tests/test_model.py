@@ -57,6 +57,69 @@ def test_conv64_builds_trains_and_every_weight_gets_a_gradient():
     assert any(np.any(b != w.numpy()) for b, w in zip(before, model.trainable_weights))
 
 
+def _numpy_warp(images, pose):
+    """`networks.AffineWarp` recomputed pixel by pixel in NumPy (float64): output pixel p reads the
+    input bilinearly at R(-angle)(p - shift) / scale, on [-1, 1] coordinates, clamped to the border."""
+    n, h, w, _ = images.shape
+    out = np.zeros(images.shape)
+    for i in range(n):
+        angle, log_scale, shift_x, shift_y = pose[i] * np.asarray(mlvae_tf.networks.POSE_UNITS)
+        for r in range(h):
+            for q in range(w):
+                x, y = (q + 0.5) / w * 2 - 1 - shift_x, (r + 0.5) / h * 2 - 1 - shift_y
+                u = (np.cos(angle) * x + np.sin(angle) * y) / np.exp(log_scale)
+                v = (np.cos(angle) * y - np.sin(angle) * x) / np.exp(log_scale)
+                col, row = np.clip((u + 1) * w / 2 - 0.5, 0, w - 1), np.clip((v + 1) * h / 2 - 0.5, 0, h - 1)
+                c0, r0 = int(np.floor(col)), int(np.floor(row))
+                c1, r1, fx, fy = min(c0 + 1, w - 1), min(r0 + 1, h - 1), col - c0, row - r0
+                out[i, r, q] = ((1 - fy) * ((1 - fx) * images[i, r0, c0] + fx * images[i, r0, c1])
+                                + fy * ((1 - fx) * images[i, r1, c0] + fx * images[i, r1, c1]))
+    return out
+
+
+def test_affine_warp_samples_bilinearly_turns_a_quarter_and_shifts_a_pixel():
+    warp, units = mlvae_tf.networks.AffineWarp(), mlvae_tf.networks.POSE_UNITS
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(3, 5, 7, 2)).astype(np.float32)
+    pose = rng.normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_allclose(warp(images, pose), _numpy_warp(images, pose), atol=1e-5)
+    square = rng.normal(size=(2, 6, 6, 1)).astype(np.float32)
+    np.testing.assert_allclose(warp(square, np.zeros((2, 4), np.float32)), square, atol=1e-5)  # zero: as is
+    quarter = np.tile(np.float32([np.pi / 2 / units[0], 0, 0, 0]), (2, 1))
+    np.testing.assert_allclose(warp(square, quarter), np.rot90(square, k=-1, axes=(1, 2)), atol=1e-5)
+    right = np.tile(np.float32([0, 0, 2 / 6 / units[2], 0]), (2, 1))  # one pixel: 2/6 of [-1, 1]
+    shifted = np.asarray(warp(square, right))
+    np.testing.assert_allclose(shifted[:, :, 1:], square[:, :, :-1], atol=1e-5)
+    np.testing.assert_allclose(shifted[:, :, 0], square[:, :, 0], atol=1e-5)  # the border pixel, repeated
+
+
+def test_the_spatial_decoder_poses_its_unposed_drawing_by_the_styles_first_four_dimensions(tmp_path):
+    model = make_tiny_model(architecture="spatial", input_shape=(6, 6, 3), style_dim=5, likelihood="normal_fixed")
+    rng = np.random.default_rng(0)
+    content = rng.normal(size=(4, CONTENT_DIM)).astype(np.float32)
+    style = rng.normal(size=(4, 5)).astype(np.float32)
+    unposed = np.concatenate([np.zeros((4, 4), np.float32), style[:, 4:]], axis=1)
+    posed = model.decode_params(content, style)["mean"]
+    np.testing.assert_allclose(posed, mlvae_tf.networks.AffineWarp()(model.decode_params(content, unposed)["mean"],
+                                                                     style[:, :4]), atol=1e-5)
+    with tf.GradientTape() as tape:
+        pose = tf.constant(style)
+        tape.watch(pose)
+        logits = model.decode_params(content, pose)["mean"]
+    assert np.all(np.abs(tape.gradient(logits, pose).numpy()[:, :4]).sum(0) > 0)  # every pose dimension acts
+    x = random_images(6, seed=2, shape=(6, 6, 3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(tf.data.Dataset.from_tensors(tf.RaggedTensor.from_row_lengths(x, [2, 4])), epochs=1, verbose=0)
+    model.save(tmp_path / "spatial.keras")
+    loaded = keras.saving.load_model(tmp_path / "spatial.keras")
+    np.testing.assert_allclose(loaded.decode_params(content, style)["mean"],
+                               model.decode_params(content, style)["mean"], atol=1e-6)
+    with pytest.raises(ValueError, match=r"`architecture='spatial'` needs `style_dim` >= 4 .*got 3"):
+        make_tiny_model(architecture="spatial", input_shape=(6, 6, 3), style_dim=3)
+    with pytest.raises(ValueError, match=r"`architecture='spatial'` needs `input_shape` \(height, width, channels\)"):
+        make_tiny_model(architecture="spatial", input_shape=(36,))
+
+
 def test_paper_mnist_encoder_has_the_supplement_shapes():
     model = mlvae_tf.MLVAE(input_shape=(28, 28, 1), content_dim=10, style_dim=10)
     assert model.encoder.get_layer("e0").kernel.shape == (784, 500)
