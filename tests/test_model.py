@@ -486,11 +486,13 @@ def test_default_compile_falls_back_to_graph_mode_and_says_why_once(caplog):
 
 def test_the_default_path_keeps_conv64_and_the_digits_in_graph_mode_on_a_cpu(monkeypatch):
     """On a CPU, XLA slows conv64 (40 observations per second in graph mode, 21 under XLA) and the
-    8x8 digits (0.92x) and speeds the paper's MNIST network (benchmarks/README.md): the default
+    8x8 digits (0.92x) and speeds the paper's MNIST network and the "spatial" one on 32x32x3 shapes
+    (benchmarks/README.md, `_xla_pays`): the default
     takes graph mode for the first two there, and XLA for all on a GPU (not the mixture)."""
     conv = mlvae_tf.MLVAE(input_shape=(16, 16, 1), content_dim=3, style_dim=2, architecture="conv64")
     digits = make_tiny_model()
     assert not conv._xla_pays() and not digits._xla_pays() and make_tiny_model(input_shape=MNIST_SHAPE)._xla_pays()
+    assert make_tiny_model(architecture="spatial", input_shape=(28, 28, 1), style_dim=4)._xla_pays()
     real = tf.config.list_logical_devices
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
     assert conv._xla_pays() and digits._xla_pays()

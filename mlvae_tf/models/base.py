@@ -88,8 +88,8 @@ class GroupedModel(keras.Model):
 
         `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
         execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
-        faster (`_xla_pays`: on a CPU the "mlp" networks on observations of 784 values or more, not
-        the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged batches of
+        faster (`_xla_pays`: on a CPU the "mlp" and "spatial" networks on observations of 784 values or
+        more, not the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged batches of
         `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
         once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
         largest size, pairs of varying size), the steps run in graph mode, and the model says why
@@ -114,13 +114,14 @@ class GroupedModel(keras.Model):
         """Whether XLA makes this model's step faster here. Measured on the CPU (benchmarks/README.md):
         the paper's MNIST network, 784 values per observation, yes (0.785 of the GEMM bound against
         0.665 in graph mode); the same network on the 8x8 digits, 64 values, no (0.92x); the conv64
-        network, no (21 observations per second against 40). On a GPU assumed for all (not measured
-        yet: benchmarks/gpu.py)."""
+        network, no (21 observations per second against 40); the "spatial" networks on the 32x32x3
+        grouped shapes, yes (40 ms a step against 80-86). On a GPU assumed for all (not measured yet:
+        benchmarks/gpu.py)."""
         if self._xla_refusal():
             return False
         if tf.config.list_logical_devices("GPU"):
             return True
-        return getattr(self, "architecture", "mlp") == "mlp" and int(np.prod(self.input_shape)) >= 784
+        return getattr(self, "architecture", "mlp") in ("mlp", "spatial") and int(np.prod(self.input_shape)) >= 784
 
     def _say(self, message):
         """`message` on the `mlvae_tf` logger, once per compiled model."""
