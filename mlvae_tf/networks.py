@@ -168,7 +168,7 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     "spatial" (beyond the paper, for images whose objects move, turn and resize): the "mlp" decoder
     draws each parameter unposed from the content and the style's dimensions after the first
     `POSE_DIMS`, and `AffineWarp` moves it by those first four (rotation, log-scale, x and y
-    shift), so that the style carries the pose the same way for every content.
+    shift), so that the pose acts on the image the same way for every content.
     "conv64": Dense to (H/8, W/8, 512) + BatchNorm + ReLU, three Conv2DTranspose(4, stride 2)
     256/128/64 + BatchNorm + ReLU, then a Conv(3) per parameter; log-variance `5 * tanh`.
     The supplement lists three deconvolutions but says "all four layers are followed by Batch
