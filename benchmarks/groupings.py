@@ -101,12 +101,15 @@ def main(argv=None):
     test, train = order[: len(order) // 6], order[len(order) // 6:]
     ds = mlvae_tf.data.multi_grouped_dataset(images[train], {name: factors[name][train] for name in GROUPINGS},
                                              groups_per_batch=16, max_group_size=args.max_group_size, seed=0)
-    model = mlvae_tf.MultiLevelVAE(input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=args.style_dim,
-                                   kl_style_weight=args.kl_style_weight, independence_weight=args.independence_weight,
-                                   group_variance_weight=args.group_variance_weight, critic_weight=args.critic_weight,
-                                   content_samples=args.content_samples, likelihood=args.likelihood,
-                                   observation_scale=args.observation_scale,
-                                   architecture=args.architecture, seed=0)
+    try:  # the model's own checks of the flags (a negative weight, a spatial style under 4), in one line
+        model = mlvae_tf.MultiLevelVAE(
+            input_shape=images.shape[1:], content_dims=GROUPINGS, style_dim=args.style_dim,
+            kl_style_weight=args.kl_style_weight, independence_weight=args.independence_weight,
+            group_variance_weight=args.group_variance_weight, critic_weight=args.critic_weight,
+            content_samples=args.content_samples, likelihood=args.likelihood,
+            observation_scale=args.observation_scale, architecture=args.architecture, seed=0)
+    except ValueError as error:
+        parser.error(str(error))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(ds, epochs=args.epochs, verbose=2, callbacks=[StyleKLWarmup(args.kl_style_warmup)]).history
     trained = time.time() - start

@@ -89,8 +89,8 @@ class GroupedModel(keras.Model):
         `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
         execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
         faster (`_xla_pays`: on a CPU the "mlp" and "spatial" networks on observations of 784 values or
-        more, not the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged batches of
-        `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
+        more, not the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged
+        batches of `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
         once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
         largest size, pairs of varying size), the steps run in graph mode, and the model says why
         once, in one line (the `mlvae_tf` logger).
