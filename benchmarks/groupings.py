@@ -12,8 +12,9 @@ of `multi_grouped_dataset` (16 shape groups of at most 10 images each). Prints t
 matrix (`mlvae_tf.evaluation.latent_factor_accuracy`: a logistic regression from each latent's
 posterior means to each factor, then an MLP probe, on `--probe-images` training and 2,000 test
 images; the contents read from one image, k = 1, and accumulated over 10 images that share the
-factor's value, k = 10) as a markdown table, then the last epoch's loss and negative ELBO per
-group (without the KL weights and penalties) as JSON, and writes `groupings_factors.png` (the
+factor's value, k = 10) as a markdown table, then as JSON the rotation read from the style on
+each shape's images alone (`style_rotation_by_shape`) and the last epoch's loss and negative
+ELBO per group (without the KL weights and penalties), and writes `groupings_factors.png` (the
 k = 10 matrix as a heat map) and `groupings_swap_color.png` / `groupings_swap_shape.png` (one
 latent swapped, the others kept). `--kl-style-warmup N` weighs the style KL 10 for the first N
 epochs (`StyleKLWarmup`), so that the contents learn their factors before the style can take them.
@@ -31,8 +32,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mlvae_tf  # noqa: E402
-from mlvae_tf.data.grouped_shapes import generate  # noqa: E402
-from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid  # noqa: E402
+from mlvae_tf.data.grouped_shapes import SHAPES, generate  # noqa: E402
+from mlvae_tf.evaluation import latent_factor_accuracy, latent_swap_grid, probe_accuracy  # noqa: E402
 from mlvae_tf.training import negative_elbo  # noqa: E402
 
 GROUPINGS = {"shape": 8, "color": 4}
@@ -63,6 +64,24 @@ class StyleKLWarmup(keras.callbacks.Callback):
             self.model.make_train_function(force=True)
 
 
+def style_rotation_by_shape(model, images, factors, train, test):
+    """The rotation read from the style's means on each shape's images alone (MLP probe fitted on the
+    rows `train`, scored on `test`): what the style holds of the rotation whatever angle it calls
+    zero for each shape. Chance is 1/8; circles and rings do not show their rotation.
+
+    Returns:
+        dict `{shape name: accuracy}`.
+    """
+    style = np.asarray(model.encode(images[np.concatenate([train, test])])["style_mean"])
+    style_train, style_test = style[: len(train)], style[len(train):]
+    result = {}
+    for index, name in enumerate(SHAPES):
+        fit, score = factors["shape"][train] == index, factors["shape"][test] == index
+        result[name] = round(probe_accuracy(style_train[fit], factors["rotation"][train][fit], style_test[score],
+                                            factors["rotation"][test][score], probe="mlp"), 3)
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=80)
@@ -82,9 +101,10 @@ def main(argv=None):
                         help="one content sample per observation (Algorithm 1) or one per group")
     parser.add_argument("--likelihood", default="bernoulli", choices=("bernoulli", "normal", "normal_fixed"))
     parser.add_argument("--observation-scale", type=float, default=1.0, help="of the normal_fixed likelihood")
-    parser.add_argument("--architecture", default="mlp", choices=("mlp", "conv64", "spatial"),
+    parser.add_argument("--architecture", default="mlp", choices=mlvae_tf.networks.ARCHITECTURES,
                         help="the networks (conv64: the paper's convolutional ones, on the 32x32 images; spatial: "
-                             "the MLP's, its drawing moved by the style's first four dimensions)")
+                             "the MLP's, its drawing moved by the style's first four dimensions; equivariant: "
+                             "spatial, the style's angle read by a network that turns with the image)")
     parser.add_argument("--probe-images", type=int, default=2000,
                         help="training images of the probes (the rotation needs more than 2,000 to be read)")
     parser.add_argument("--out", default="docs")
@@ -113,8 +133,9 @@ def main(argv=None):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(ds, epochs=args.epochs, verbose=2, callbacks=[StyleKLWarmup(args.kl_style_warmup)]).history
     trained = time.time() - start
-    probe = {part: (images[index[:size]], {f: factors[f][index[:size]] for f in FACTORS})
-             for part, index, size in (("train", train, args.probe_images), ("test", test, 2000))}
+    probe_train, probe_test = train[: args.probe_images], test[:2000]
+    probe = {part: (images[index], {f: factors[f][index] for f in FACTORS})
+             for part, index in (("train", probe_train), ("test", probe_test))}
     results = {k: latent_factor_accuracy(model, probe["train"], probe["test"], k=k) for k in (1, 10)}
     strict = {str(k): latent_factor_accuracy(model, probe["train"], probe["test"], k=k, probe="mlp")["accuracy"]
               for k in (1, 10)}
@@ -133,6 +154,7 @@ def main(argv=None):
     print("\nThe same read by an MLP probe (2 x 128 units, `probe=\"mlp\"`):")
     print(factor_table(strict, results[1]["chance"]))
     last = {name: values[-1] for name, values in history.items()}
+    print(json.dumps({"style_rotation_by_shape": style_rotation_by_shape(model, images, factors, probe_train, probe_test)}))
     print(json.dumps({"final_loss": round(last["loss"], 1), "negative_elbo": round(negative_elbo(last, prefix=""), 1),
                       "train_s": round(trained),
                       "total_s": round(time.time() - start)}))

@@ -1,7 +1,7 @@
 """Training throughput of the paper's MNIST ML-VAE through `model.fit` on a grouped `tf.data` pipeline.
 
 python -m benchmarks.train_throughput --groups 64 --group-size 10 --steps 60
-    [--jit | --graph] [--steps-per-execution K] [--architecture conv64|spatial]
+    [--jit | --graph] [--steps-per-execution K] [--architecture conv64|spatial|equivariant]
     [--group-sizes 1,10,100,skewed] [--compare-torch PYTHON [--torch-script PATH] [--pairs 3]]
 
 Without `--jit` or `--graph` it measures the package's default path: `compile()` with its defaults,
@@ -9,7 +9,7 @@ Without `--jit` or `--graph` it measures the package's default path: `compile()`
 
 The workload (issue 7): input 784 (28x28x1), hidden 500, content and style 10, Normal likelihood
 of unit variance, Adam 1e-3, float32 random inputs (`--architecture conv64`: 64x64x3, latents 50,
-the learned-variance Normal; `spatial`: 32x32x3, latents 8, Bernoulli). Prints JSON lines: one with
+the learned-variance Normal; `spatial` and `equivariant`: 32x32x3, latents 8, Bernoulli). Prints JSON lines: one with
 `obs_per_s` (after warm-up), the GEMM-limit bound on this machine and our fraction of it; one per group-size
 spec with the cost per observation; and, with `--compare-torch`, the interleaved runs (A B A B)
 of this benchmark and `torch_reference.py` and the median ratio.
@@ -68,6 +68,7 @@ NETWORKS = {  # architecture: (input shape, latent size, likelihood)
     "mlp": (INPUT_SHAPE, LATENT, "normal_fixed"),
     "conv64": ((64, 64, 3), 50, "normal"),  # the paper's MS-Celeb-1M network
     "spatial": ((32, 32, 3), 8, "bernoulli"),  # the grouped shapes' (benchmarks.groupings)
+    "equivariant": ((32, 32, 3), 8, "bernoulli"),  # the same, the style's angle read from turned copies
 }
 
 

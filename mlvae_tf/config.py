@@ -183,21 +183,21 @@ def validate(config, schema=None, prefix=""):
                 raise ConfigError(f"config key `{prefix}{key}` must be {expected}, got {value!r}.")
     if not prefix and "group_key" in config.get("data", {}) and "content_dim" in config.get("model", {}):
         _check_groupings(config["data"], config["model"])
-    if not prefix and config.get("model", {}).get("architecture") == "spatial":
-        _check_spatial(config["model"])
+    if not prefix:
+        _check_posed(config.get("model", {}))
     if prefix == "evaluate." and config.get("K") is not None and max(config.get("ks", [1])) > config["K"]:
         raise ConfigError(f"config key `evaluate.ks` must be <= evaluate.K={config['K']} (k test images are "
                           f"accumulated out of the K per class), got {config['ks']}.")
     return config
 
 
-def _check_spatial(model):
-    """The "spatial" decoder's pose takes the style's first `networks.POSE_DIMS` dimensions."""
-    from mlvae_tf.networks import POSE_DIMS
+def _check_posed(model):
+    """The posing decoders ("spatial", "equivariant") take the style's first `networks.POSE_DIMS` dimensions."""
+    from mlvae_tf.networks import POSE_DIMS, POSED
 
-    if model.get("style_dim", POSE_DIMS) < POSE_DIMS:
-        raise ConfigError(f"config key `model.style_dim` must be >= {POSE_DIMS} with model.architecture spatial "
-                          f"(its first dimensions pose the image), got {model['style_dim']!r}.")
+    if model.get("architecture") in POSED and model.get("style_dim", POSE_DIMS) < POSE_DIMS:
+        raise ConfigError(f"config key `model.style_dim` must be >= {POSE_DIMS} with model.architecture "
+                          f"{model['architecture']} (its first dimensions pose the image), got {model['style_dim']!r}.")
 
 
 def _check_groupings(data, model):

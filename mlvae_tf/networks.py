@@ -17,10 +17,12 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-__all__ = ["ARCHITECTURES", "AffineWarp", "build_encoder", "build_decoder", "validate_architecture"]
+__all__ = ["ARCHITECTURES", "AffineWarp", "EquivariantAngle", "SymmetricConv2D", "build_encoder", "build_decoder",
+           "validate_architecture"]
 
-ARCHITECTURES = ("mlp", "conv64", "spatial")
-POSE_DIMS = 4  # "spatial": the style's first dimensions set the rotation, log-scale and x, y shift of the image
+ARCHITECTURES = ("mlp", "conv64", "spatial", "equivariant")
+POSED = ("spatial", "equivariant")  # the decoders that pose their drawing by the style's first dimensions
+POSE_DIMS = 4  # the style's first dimensions set the rotation, log-scale and x, y shift of the image
 POSE_UNITS = (0.4, 0.15, 0.2, 0.2)  # radians, log-scale, half image sides, per unit of the style latent
 ENCODER_OUTPUTS = ("style_mean", "style_log_var", "content_mean", "content_log_var")
 
@@ -30,13 +32,13 @@ def validate_architecture(architecture, input_shape, style_dim=None):
     a style of `style_dim`)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, got {architecture!r}.")
-    if architecture == "spatial":
+    if architecture in POSED:
         if len(input_shape) != 3:
-            raise ValueError("`architecture='spatial'` needs `input_shape` (height, width, channels), got "
+            raise ValueError(f"`architecture={architecture!r}` needs `input_shape` (height, width, channels), got "
                              f"{tuple(input_shape)}.")
         if style_dim is not None and style_dim < POSE_DIMS:
-            raise ValueError(f"`architecture='spatial'` needs `style_dim` >= {POSE_DIMS} (rotation, scale and x, y "
-                             f"shift), got {style_dim}.")
+            raise ValueError(f"`architecture={architecture!r}` needs `style_dim` >= {POSE_DIMS} (rotation, scale and "
+                             f"x, y shift), got {style_dim}.")
     if architecture == "conv64":
         if len(input_shape) != 3 or input_shape[0] % 8 or input_shape[1] % 8:
             raise ValueError(
@@ -89,6 +91,8 @@ def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_unit
 
     "mlp" (MNIST) and "spatial": x -> Dense(hidden_units, tanh) -> four linear heads of size d (one
     fused Dense).
+    "equivariant": the same, but the style mean's first dimension (the decoder's angle) is
+    `EquivariantAngle`'s, in `POSE_UNITS[0]` radians per unit, so that it turns with the image.
     "conv64" (MS-Celeb-1M): four Conv(4, stride 2) 64/128/256/512 + BatchNorm + ReLU, two
     Dense(256) + BatchNorm + CReLU, linear mean heads, log-variance heads `5 * tanh`.
     """
@@ -96,11 +100,16 @@ def build_encoder(architecture, input_shape, content_dim, style_dim, hidden_unit
     images = keras.Input(shape=tuple(input_shape), name="images")
     observed = keras.Input(shape=(), dtype="bool", name="observed")
     sizes = [style_dim, style_dim, content_dim, content_dim]
-    if architecture in ("mlp", "spatial"):
+    if architecture in ("mlp", *POSED):
+        if architecture == "equivariant":  # the style mean's first dimension, the angle, has its own network
+            sizes[0] -= 1
         h = layers.Flatten()(images)
         h = layers.Dense(hidden_units, activation="tanh", name="e0")(h)
         heads = layers.Dense(sum(sizes), name="heads")(h)  # [N, 2 * style_dim + 2 * content_dim]
         outputs = ops.split(heads, [sizes[0], sum(sizes[:2]), sum(sizes[:3])], axis=-1)
+        if architecture == "equivariant":
+            angle = EquivariantAngle(name="angle")(images)  # [N] radians
+            outputs[0] = ops.concatenate([angle[:, None] / POSE_UNITS[0], outputs[0]], axis=-1)
     else:
         h = images
         for i, filters in enumerate((64, 128, 256, 512)):
@@ -157,6 +166,105 @@ class AffineWarp(layers.Layer):
         return images_shape
 
 
+@keras.saving.register_keras_serializable(package="mlvae_tf")
+class SymmetricConv2D(layers.Conv2D):
+    """`Conv2D` whose kernels a turn by `2 pi / turns` leaves alike (each kernel the mean of its
+    `turns` turns; `turns` 1, 2 or 4).
+
+    With stride 1, "same" padding and an odd square kernel, the convolution of a square image
+    turned by `2 pi / turns` is the convolution of the image, turned by as much.
+    """
+
+    def __init__(self, *args, turns=4, **kwargs):
+        super().__init__(*args, **kwargs)
+        if turns not in (1, 2, 4):
+            raise ValueError(f"`turns` must be 1, 2 or 4 (the turns that map a pixel grid onto itself), got {turns!r}.")
+        self.turns = turns
+
+    def convolution_op(self, inputs, kernel):
+        turned = [kernel]
+        for _ in range(self.turns - 1):  # a quarter (4 turns) or a half (2) each
+            for _ in range(4 // self.turns):
+                kernel = ops.flip(ops.swapaxes(kernel, 0, 1), 0)  # [kh, kw, ...] turned a quarter
+            turned.append(kernel)
+        return super().convolution_op(inputs, sum(turned) / float(self.turns))
+
+    def get_config(self):
+        return {**super().get_config(), "turns": self.turns}
+
+
+@keras.saving.register_keras_serializable(package="mlvae_tf")
+class EquivariantAngle(layers.Layer):
+    """An image's angle that turns with the image, modulo `period`: a learned canonicalisation
+    (Kaba et al., "Equivariance with learned canonicalization functions", ICML 2023).
+
+    The image is turned back by each of the `copies` angles `k * period / copies`; a small
+    convolutional network (a 2 x 2 average pooling where both sides are even, two 3 x 3
+    convolutions of `filters` channels, then the maximum over positions) scores each copy, and the
+    angle is the circular mean of those angles, with period `period`, weighed by the scores'
+    softmax. `period` is a full turn, a half or a quarter (the default: a square's angle is defined
+    only modulo a quarter turn). Turning the image by `period / copies` moves each copy to the
+    next one's place, up to the bilinear resampling, but for the last, which comes back to the first
+    turned by `period`:
+    - `symmetric=True`: the convolutions are `SymmetricConv2D`, so the score of a square image does
+      not change when it turns by `period`; the copies' scores shift by one place and the angle
+      moves with the image, modulo `period`, for every image, whatever the weights. But an object
+      whose own symmetry is not a divisor of `period` (a triangle, read modulo a quarter turn)
+      scores alike every 30 degrees, and its circular mean has no angle.
+    - `symmetric=False` (the default): the score is free, the shift holds for an image whose own
+      turn by `period` looks alike (a square, a cross, a circle), and for the others where the
+      best-scored copy is not the last.
+    With `period=2 * pi` and 4 copies, the copies are the image's quarter turns, and a quarter turn
+    of the image adds one to the angle exactly, in both forms.
+
+    Call args: `images` `[N, H, W, C]`. Returns `[N]` radians in `[-period / 2, period / 2]`.
+    """
+
+    def __init__(self, copies=6, period=math.pi / 2, filters=8, symmetric=False, **kwargs):
+        super().__init__(**kwargs)
+        turns = round(2.0 * math.pi / period)
+        if turns not in (1, 2, 4) or abs(turns * period - 2.0 * math.pi) > 1e-6:
+            raise ValueError(f"`period` must be 2 pi, pi or pi / 2 radians (a turn that maps a pixel grid onto itself), "
+                             f"got {period!r}.")
+        if not (isinstance(copies, int) and copies >= 2):
+            raise ValueError(f"`copies` must be an integer >= 2, got {copies!r}.")
+        self.copies, self.period, self.filters, self.symmetric = copies, period, filters, symmetric
+        self.turn = AffineWarp()
+        self.score_layers = [SymmetricConv2D(filters, 3, padding="same", activation="relu", turns=turns if symmetric else 1)
+                             for _ in range(2)]
+        self.score_head = layers.Dense(1)
+
+    def build(self, images_shape):
+        self.pool = 2 if images_shape[1] % 2 == 0 and images_shape[2] % 2 == 0 else 1  # pools commute with turns
+        shape = (None, images_shape[1] // self.pool, images_shape[2] // self.pool, images_shape[3])
+        for layer in self.score_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.score_head.build((None, self.filters))
+
+    def call(self, images):
+        count = ops.shape(images)[0]
+        angles = ops.arange(self.copies, dtype=images.dtype) * (self.period / self.copies)  # [K]
+        back = ops.stack([-angles / POSE_UNITS[0]] + [ops.zeros_like(angles)] * 3, -1)  # [K, 4], the style's units
+        copies = ops.concatenate([self.turn(images, ops.broadcast_to(back[k], (count, 4))) for k in range(self.copies)],
+                                 0)  # [K N, H, W, C]
+        h = ops.average_pool(copies, self.pool, self.pool) if self.pool > 1 else copies
+        for layer in self.score_layers:
+            h = layer(h)
+        scores = ops.transpose(ops.reshape(self.score_head(ops.max(h, axis=(1, 2))), (self.copies, count)))  # [N, K]
+        weights = ops.softmax(scores, axis=-1)
+        phase = angles * (2.0 * math.pi / self.period)
+        x, y = ops.sum(weights * ops.cos(phase), -1), ops.sum(weights * ops.sin(phase), -1)
+        return ops.arctan2(y, x) * (self.period / (2.0 * math.pi))
+
+    def compute_output_shape(self, images_shape):
+        return images_shape[:1]
+
+    def get_config(self):
+        return {**super().get_config(), "copies": self.copies, "period": self.period, "filters": self.filters,
+                "symmetric": self.symmetric}
+
+
 def _param_names(likelihood):
     return {"bernoulli": ("logits",), "normal": ("mean", "log_var"), "normal_fixed": ("mean",)}[likelihood]
 
@@ -168,7 +276,8 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     "spatial" (beyond the paper, for images whose objects move, turn and resize): the "mlp" decoder
     draws each parameter unposed from the content and the style's dimensions after the first
     `POSE_DIMS`, and `AffineWarp` moves it by those first four (rotation, log-scale, x and y
-    shift), so that the pose acts on the image the same way for every content.
+    shift), so that the pose acts on the image the same way for every content. "equivariant": the
+    same decoder.
     "conv64": Dense to (H/8, W/8, 512) + BatchNorm + ReLU, three Conv2DTranspose(4, stride 2)
     256/128/64 + BatchNorm + ReLU, then a Conv(3) per parameter; log-variance `5 * tanh`.
     The supplement lists three deconvolutions but says "all four layers are followed by Batch
@@ -180,16 +289,16 @@ def build_decoder(architecture, input_shape, content_dim, style_dim, likelihood,
     content = keras.Input(shape=(content_dim,), name="content")
     style = keras.Input(shape=(style_dim,), name="style")
     observed = keras.Input(shape=(), dtype="bool", name="observed")
-    if architecture == "spatial":  # the MLP draws the image unposed, from the content and the style's rest
+    if architecture in POSED:  # the MLP draws the image unposed, from the content and the style's rest
         h = layers.Concatenate()([content, style[:, POSE_DIMS:]]) if style_dim > POSE_DIMS else content
     else:
         h = layers.Concatenate()([content, style])
     names = _param_names(likelihood)
-    if architecture in ("mlp", "spatial"):
+    if architecture in ("mlp", *POSED):
         h = layers.Dense(hidden_units, activation="tanh", name="d0")(h)
         fused = layers.Dense(len(names) * math.prod(input_shape), name="d1")(h)
         params = [layers.Reshape(tuple(input_shape))(t) for t in ops.split(fused, len(names), axis=-1)]
-        if architecture == "spatial":
+        if architecture in POSED:
             params = [AffineWarp(name=f"pose_{name}")(t, style[:, :POSE_DIMS]) for name, t in zip(names, params)]
     else:
         height, width, channels = input_shape

@@ -50,6 +50,8 @@ def test_paper_settings_in_the_paper_configs():
         ({"model": {"group_variance_weight": -3}}, "`model.group_variance_weight` must be a number >= 0"),
         ({"model": {"architecture": "spatial", "style_dim": 3}},
          "`model.style_dim` must be >= 4 with model.architecture spatial"),
+        ({"model": {"architecture": "equivariant", "style_dim": 2}},
+         "`model.style_dim` must be >= 4 with model.architecture equivariant"),
         ({"train": {"learning_rate": -1}}, "`train.learning_rate` must be a number > 0"),
         ({"data": {"name": "imagenet"}}, r"`data.name` must be one of \['digits', "),
         ({"evaluate": {"ks": []}}, "`evaluate.ks` must be a non-empty list of integers >= 1"),

@@ -102,12 +102,14 @@ def test_onnx_runtime_matches_keras(exported, digits_split):
 # Tiny untrained models of the kinds the session's trained model is not: the decoder's `log_var`
 # (learned variance), the paper's fixed-variance Normal with the mixture's group encoder, the
 # MS-Celeb-1M network (batch normalisation and transposed convolutions through tf2onnx) and the
-# "spatial" decoder (its bilinear warp's gathers).
+# "spatial" decoder (its bilinear warp's gathers) and the "equivariant" encoder (its turned copies,
+# symmetric convolutions and circular mean).
 VARIANTS = {
     "mlp-normal": dict(likelihood="normal"),
     "mlp-normal_fixed-mixture": dict(likelihood="normal_fixed", aggregation="mixture"),
     "conv64-normal": dict(architecture="conv64", input_shape=(64, 64, 3), likelihood="normal"),
     "spatial-normal": dict(architecture="spatial", input_shape=(6, 10, 3), style_dim=5, likelihood="normal"),
+    "equivariant": dict(architecture="equivariant", input_shape=(8, 8, 3), style_dim=4),
     "vae": dict(kind="VAE"),
     "regularised-vae": dict(kind="RegularisedVAE", likelihood="normal"),
 }
@@ -163,7 +165,13 @@ def test_every_kind_of_model_exports_with_parity_in_savedmodel_and_onnx(variant)
         assert sorted(names) == sorted(values) == sorted(served[part])
         for key, value in values.items():
             np.testing.assert_allclose(served[part][key], value, atol=1e-5, err_msg=f"SavedModel {part} {key}")
-            np.testing.assert_allclose(onnx_out[key], value, atol=1e-5, err_msg=f"ONNX {part} {key}")
+            got = onnx_out[key]
+            if key == "style_mean" and model.architecture == "equivariant":
+                # The angle is the atan2 of a circular mean whose weights, untrained, are near uniform:
+                # it magnifies ONNX Runtime's convolution rounding (1e-7) to 1e-4 (1e-6 once peaked).
+                np.testing.assert_allclose(got[:, 0], value[:, 0], atol=1e-3, err_msg=f"ONNX {part} angle")
+                got, value = got[:, 1:], np.asarray(value)[:, 1:]
+            np.testing.assert_allclose(got, value, atol=1e-5, err_msg=f"ONNX {part} {key}")
 
 
 @pytest.mark.parametrize("group_ids", [[0, 1, -1, -1, -1], [0, 2, 2, 0, 2], [0, -3, 1, 1, 0]],

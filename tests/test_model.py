@@ -120,6 +120,66 @@ def test_the_spatial_decoder_poses_its_unposed_drawing_by_the_styles_first_four_
         make_tiny_model(architecture="spatial", input_shape=(36,))
 
 
+@pytest.mark.parametrize("turns", [2, 4])
+def test_a_symmetric_convolution_is_one_with_the_mean_of_its_kernels_turns_and_commutes_with_them(turns):
+    conv = mlvae_tf.networks.SymmetricConv2D(3, 3, padding="same", turns=turns)
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 2)).astype(np.float32)
+    y = np.asarray(conv(x))
+    kernel = conv.kernel.numpy()
+    mean = sum(np.rot90(kernel, k * 4 // turns, axes=(0, 1)) for k in range(turns)) / turns  # independent of the layer
+    np.testing.assert_allclose(y, tf.nn.conv2d(x, mean, 1, "SAME") + conv.bias.numpy(), atol=1e-5)
+    turned = np.rot90(x, 4 // turns, axes=(1, 2)).copy()
+    np.testing.assert_allclose(conv(turned), np.rot90(y, 4 // turns, axes=(1, 2)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"`turns` must be 1, 2 or 4 .*got 3"):
+        mlvae_tf.networks.SymmetricConv2D(3, 3, turns=3)
+
+
+def test_the_equivariant_angle_turns_with_the_image_whatever_its_weights():
+    """With a full-turn period and 4 copies, the copies are the image's quarter turns: a quarter
+    turn of the image adds a quarter to the angle, exactly. With the default quarter-turn period
+    and symmetric scores, a quarter turn leaves the angle as it is (modulo the period), and it
+    stays in [-pi/4, pi/4]."""
+    x = np.random.default_rng(0).uniform(size=(5, 8, 8, 2)).astype(np.float32)
+    clockwise = np.rot90(x, -1, axes=(1, 2)).copy()  # `AffineWarp`'s positive quarter turn
+    full = mlvae_tf.networks.EquivariantAngle(copies=4, period=2 * np.pi)
+    difference = np.asarray(full(clockwise)) - np.asarray(full(x))
+    np.testing.assert_allclose(np.angle(np.exp(1j * (difference - np.pi / 2))), 0, atol=1e-4)
+    quarter = mlvae_tf.networks.EquivariantAngle(symmetric=True)
+    angle = np.asarray(quarter(x))
+    assert np.all(np.abs(angle) <= np.pi / 4 + 1e-6) and np.ptp(angle) > 1e-3  # not one constant
+    for k in (1, 2, 3):
+        turned = np.asarray(quarter(np.rot90(x, k, axes=(1, 2)).copy()))
+        np.testing.assert_allclose(np.angle(np.exp(4j * (turned - angle))), 0, atol=1e-3)
+    copy = mlvae_tf.networks.EquivariantAngle.from_config(quarter.get_config())
+    assert (copy.copies, copy.period, copy.filters, copy.symmetric) == (6, np.pi / 2, 8, True)
+    with pytest.raises(ValueError, match=r"`period` must be 2 pi, pi or pi / 2 radians .*got 1.0"):
+        mlvae_tf.networks.EquivariantAngle(period=1.0)
+    with pytest.raises(ValueError, match=r"`copies` must be an integer >= 2, got 1"):
+        mlvae_tf.networks.EquivariantAngle(copies=1)
+
+
+def test_the_equivariant_encoder_gives_the_style_its_angle_and_the_spatial_decoder(tmp_path):
+    model = make_tiny_model(architecture="equivariant", input_shape=(8, 8, 3), style_dim=5, likelihood="normal_fixed")
+    x = random_images(6, seed=2, shape=(8, 8, 3))
+    angle = np.asarray(model.encoder.get_layer("angle")(x))
+    style = np.asarray(model.encode(x)["style_mean"])
+    np.testing.assert_allclose(style[:, 0] * mlvae_tf.networks.POSE_UNITS[0], angle, atol=1e-6)
+    assert np.all(np.abs(angle) <= np.pi / 4 + 1e-6)  # radians, modulo a quarter turn
+    content, pose = np.zeros((6, CONTENT_DIM), np.float32), style
+    unposed = np.concatenate([np.zeros((6, 4), np.float32), pose[:, 4:]], axis=1)
+    np.testing.assert_allclose(model.decode_params(content, pose)["mean"], mlvae_tf.networks.AffineWarp()(
+        model.decode_params(content, unposed)["mean"], pose[:, :4]), atol=1e-5)  # the "spatial" decoder
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = [w.numpy().copy() for w in model.encoder.get_layer("angle").weights]
+    model.fit(tf.data.Dataset.from_tensors(tf.RaggedTensor.from_row_lengths(x, [2, 4])), epochs=1, verbose=0)
+    assert all(np.abs(w.numpy() - b).max() > 0 for w, b in zip(model.encoder.get_layer("angle").weights, before))
+    model.save(tmp_path / "equivariant.keras")
+    loaded = keras.saving.load_model(tmp_path / "equivariant.keras")
+    np.testing.assert_allclose(loaded.encode(x)["style_mean"], model.encode(x)["style_mean"], atol=1e-6)
+    with pytest.raises(ValueError, match=r"`architecture='equivariant'` needs `style_dim` >= 4 .*got 3"):
+        make_tiny_model(architecture="equivariant", input_shape=(8, 8, 3), style_dim=3)
+
+
 def test_paper_mnist_encoder_has_the_supplement_shapes():
     model = mlvae_tf.MLVAE(input_shape=(28, 28, 1), content_dim=10, style_dim=10)
     assert model.encoder.get_layer("e0").kernel.shape == (784, 500)
@@ -485,14 +545,15 @@ def test_default_compile_falls_back_to_graph_mode_and_says_why_once(caplog):
 
 
 def test_the_default_path_keeps_conv64_and_the_digits_in_graph_mode_on_a_cpu(monkeypatch):
-    """On a CPU, XLA slows conv64 (40 observations per second in graph mode, 21 under XLA) and the
-    8x8 digits (0.92x) and speeds the paper's MNIST network and the "spatial" one on 32x32x3 shapes
-    (benchmarks/README.md, `_xla_pays`): the default
-    takes graph mode for the first two there, and XLA for all on a GPU (not the mixture)."""
+    """On a CPU, XLA slows conv64 (40 observations per second in graph mode, 21 under XLA), the
+    "equivariant" networks (ten times) and the 8x8 digits (0.92x) and speeds the paper's MNIST
+    network and the "spatial" one on 32x32x3 shapes (benchmarks/README.md, `_xla_pays`): the
+    default takes graph mode for the first three there, and XLA for all on a GPU (not the mixture)."""
     conv = mlvae_tf.MLVAE(input_shape=(16, 16, 1), content_dim=3, style_dim=2, architecture="conv64")
     digits = make_tiny_model()
     assert not conv._xla_pays() and not digits._xla_pays() and make_tiny_model(input_shape=MNIST_SHAPE)._xla_pays()
     assert make_tiny_model(architecture="spatial", input_shape=(28, 28, 1), style_dim=4)._xla_pays()
+    assert not make_tiny_model(architecture="equivariant", input_shape=(28, 28, 1), style_dim=4)._xla_pays()
     real = tf.config.list_logical_devices
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
     assert conv._xla_pays() and digits._xla_pays()

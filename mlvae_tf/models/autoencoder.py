@@ -20,7 +20,7 @@ class Autoencoder(GroupedModel):
         input_shape: shape of one observation, e.g. `(8, 8, 1)`.
         content_dim: size of the content latent.
         style_dim: size of the style latent (per observation).
-        architecture: "mlp", "conv64" or "spatial" (see `mlvae_tf.networks`).
+        architecture: "mlp", "conv64", "spatial" or "equivariant" (see `mlvae_tf.networks`).
         likelihood: "bernoulli", "normal" (learned per-pixel log-variance) or "normal_fixed"
             (scale `observation_scale`).
         hidden_units: width of the "mlp" hidden layers.

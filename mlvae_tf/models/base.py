@@ -89,7 +89,7 @@ class GroupedModel(keras.Model):
         `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
         execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
         faster (`_xla_pays`: on a CPU the "mlp" and "spatial" networks on observations of 784 values or
-        more, not the 8x8 digits nor `conv64`, benchmarks/README.md; every model on a GPU). The ragged
+        more, not the 8x8 digits, `conv64` nor "equivariant", benchmarks/README.md; every model on a GPU). The ragged
         batches of `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
         once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
         largest size, pairs of varying size), the steps run in graph mode, and the model says why
@@ -115,8 +115,9 @@ class GroupedModel(keras.Model):
         the paper's MNIST network, 784 values per observation, yes (0.785 of the GEMM bound against
         0.665 in graph mode); the same network on the 8x8 digits, 64 values, no (0.92x); the conv64
         network, no (21 observations per second against 40); the "spatial" networks on the 32x32x3
-        grouped shapes, yes (40 ms a step against 80-86). On a GPU assumed for all (not measured yet:
-        benchmarks/gpu.py)."""
+        grouped shapes, yes (40 ms a step against 80-86); the "equivariant" ones there, no (the
+        fused ten-step XLA program took about 1.1 s a step against 0.10 s in graph mode). On a GPU
+        assumed for all (not measured yet: benchmarks/gpu.py)."""
         if self._xla_refusal():
             return False
         if tf.config.list_logical_devices("GPU"):

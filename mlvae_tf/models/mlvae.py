@@ -39,7 +39,7 @@ class MLVAE(Autoencoder):
         input_shape: shape of one observation, e.g. `(8, 8, 1)`.
         content_dim: size of the content latent (shared by a group).
         style_dim: size of the style latent (per observation).
-        architecture: "mlp", "conv64" or "spatial" (see `mlvae_tf.networks`).
+        architecture: "mlp", "conv64", "spatial" or "equivariant" (see `mlvae_tf.networks`).
         likelihood: "bernoulli", "normal" (learned per-pixel log-variance) or "normal_fixed"
             (scale `observation_scale`).
         aggregation: "product" (product of Normals, eq. 7) or "mixture" (mixture of Normals,
