@@ -154,7 +154,8 @@ def main(argv=None):
     print("\nThe same read by an MLP probe (2 x 128 units, `probe=\"mlp\"`):")
     print(factor_table(strict, results[1]["chance"]))
     last = {name: values[-1] for name, values in history.items()}
-    print(json.dumps({"style_rotation_by_shape": style_rotation_by_shape(model, images, factors, probe_train, probe_test)}))
+    by_shape = style_rotation_by_shape(model, images, factors, probe_train, probe_test)
+    print(json.dumps({"style_rotation_by_shape": by_shape}))
     print(json.dumps({"final_loss": round(last["loss"], 1), "negative_elbo": round(negative_elbo(last, prefix=""), 1),
                       "train_s": round(trained),
                       "total_s": round(time.time() - start)}))

@@ -224,14 +224,14 @@ class EquivariantAngle(layers.Layer):
         super().__init__(**kwargs)
         turns = round(2.0 * math.pi / period)
         if turns not in (1, 2, 4) or abs(turns * period - 2.0 * math.pi) > 1e-6:
-            raise ValueError(f"`period` must be 2 pi, pi or pi / 2 radians (a turn that maps a pixel grid onto itself), "
-                             f"got {period!r}.")
+            raise ValueError("`period` must be 2 pi, pi or pi / 2 radians (a turn that maps a pixel grid onto "
+                             f"itself), got {period!r}.")
         if not (isinstance(copies, int) and copies >= 2):
             raise ValueError(f"`copies` must be an integer >= 2, got {copies!r}.")
         self.copies, self.period, self.filters, self.symmetric = copies, period, filters, symmetric
         self.turn = AffineWarp()
-        self.score_layers = [SymmetricConv2D(filters, 3, padding="same", activation="relu", turns=turns if symmetric else 1)
-                             for _ in range(2)]
+        self.score_layers = [SymmetricConv2D(filters, 3, padding="same", activation="relu",
+                                             turns=turns if symmetric else 1) for _ in range(2)]
         self.score_head = layers.Dense(1)
 
     def build(self, images_shape):
