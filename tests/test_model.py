@@ -158,6 +158,32 @@ def test_the_equivariant_angle_turns_with_the_image_whatever_its_weights():
         mlvae_tf.networks.EquivariantAngle(copies=1)
 
 
+def test_the_equivariant_angle_follows_a_cross_turned_by_the_copies_step():
+    """The default form (free scores, a quarter-turn period, copies 15 degrees apart): a cross looks
+    alike after a quarter turn, so turning it by 15 degrees moves each copy to the next one's place
+    and the angle moves by 15 degrees, modulo 90, whatever the weights (made peaked here, as
+    training makes them, so that the bilinear resampling does not move the circular mean)."""
+    centres = (np.arange(32) + 0.5) / 16 - 1
+
+    def cross(degrees):  # arms 0.25 wide and 0.7 long, soft edges, turned as `AffineWarp` turns
+        y, x = np.meshgrid(centres, centres, indexing="ij")
+        a = np.radians(degrees)
+        u, v = np.cos(a) * x + np.sin(a) * y, np.cos(a) * y - np.sin(a) * x
+
+        def arm(along, across):
+            return 1 / (1 + np.exp(-20 * (0.7 - np.abs(along)))) / (1 + np.exp(-20 * (0.25 - np.abs(across))))
+
+        return np.maximum(arm(u, v), arm(v, u))[None, ..., None].astype(np.float32)
+
+    keras.utils.set_random_seed(0)
+    layer = mlvae_tf.networks.EquivariantAngle()
+    layer(cross(0))
+    layer.score_head.kernel.assign(layer.score_head.kernel * 1000)
+    angles = np.degrees([float(layer(cross(d))[0]) for d in range(0, 90, 15)])
+    steps = (np.diff(angles) + 45) % 90 - 45
+    np.testing.assert_allclose(steps, 15, atol=0.1)
+
+
 def test_the_equivariant_encoder_gives_the_style_its_angle_and_the_spatial_decoder(tmp_path):
     model = make_tiny_model(architecture="equivariant", input_shape=(8, 8, 3), style_dim=5, likelihood="normal_fixed")
     x = random_images(6, seed=2, shape=(8, 8, 3))
