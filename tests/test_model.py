@@ -572,7 +572,7 @@ def test_default_compile_falls_back_to_graph_mode_and_says_why_once(caplog):
 
 def test_the_default_path_keeps_conv64_and_the_digits_in_graph_mode_on_a_cpu(monkeypatch):
     """On a CPU, XLA slows conv64 (40 observations per second in graph mode, 21 under XLA), the
-    "equivariant" networks (ten times) and the 8x8 digits (0.92x) and speeds the paper's MNIST
+    "equivariant" networks (19 times, fused) and the 8x8 digits (0.92x) and speeds the paper's MNIST
     network and the "spatial" one on 32x32x3 shapes (benchmarks/README.md, `_xla_pays`): the
     default takes graph mode for the first three there, and XLA for all on a GPU (not the mixture)."""
     conv = mlvae_tf.MLVAE(input_shape=(16, 16, 1), content_dim=3, style_dim=2, architecture="conv64")
