@@ -9,9 +9,9 @@ Without `--jit` or `--graph` it measures the package's default path: `compile()`
 
 The workload (issue 7): input 784 (28x28x1), hidden 500, content and style 10, Normal likelihood
 of unit variance, Adam 1e-3, float32 random inputs (`--architecture conv64`: 64x64x3, latents 50,
-the learned-variance Normal; `spatial` and `equivariant`: 32x32x3, latents 8, Bernoulli). Prints JSON lines: one with
-`obs_per_s` (after warm-up), the GEMM-limit bound on this machine and our fraction of it; one per group-size
-spec with the cost per observation; and, with `--compare-torch`, the interleaved runs (A B A B)
+the learned-variance Normal; `spatial` and `equivariant`: 32x32x3, latents 8, Bernoulli). Prints
+JSON lines: one with `obs_per_s` (after warm-up), the GEMM-limit bound on this machine and our
+fraction of it; one per group-size spec with the cost per observation; and, with `--compare-torch`, the interleaved runs (A B A B)
 of this benchmark and `torch_reference.py` and the median ratio.
 """
 

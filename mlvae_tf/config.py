@@ -152,8 +152,8 @@ DEFAULTS = {
               "independence_weight": 0.0, "group_variance_weight": 0.0},
     # steps_per_execution: steps per call into TensorFlow (callbacks see every 10th batch); the same
     # training, faster. jit_compile: "auto" runs the model's fastest measured path (XLA on padded
-    # (images, group_ids) pairs for the "mlp" and "spatial" networks, graph mode for conv64 on a CPU; MLVAE.compile);
-    # true forces XLA, false graph mode.
+    # (images, group_ids) pairs for the "mlp" and "spatial" networks, graph mode for conv64 and
+    # "equivariant" on a CPU; MLVAE.compile); true forces XLA, false graph mode.
     # checkpoint_every, keep_checkpoints: a checkpoint every N epochs, the last few kept (with
     # best.keras): 5 x 9.8 MB for the paper's MNIST model, whatever the number of epochs.
     "train": {"epochs": 120, "learning_rate": 1e-3, "seed": 0, "grid_every": 10, "jit_compile": "auto",

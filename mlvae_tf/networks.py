@@ -182,6 +182,8 @@ class SymmetricConv2D(layers.Conv2D):
         self.turns = turns
 
     def convolution_op(self, inputs, kernel):
+        if self.turns == 1:  # EquivariantAngle's default: a plain convolution, nothing to average
+            return super().convolution_op(inputs, kernel)
         turned = [kernel]
         for _ in range(self.turns - 1):  # a quarter (4 turns) or a half (2) each
             for _ in range(4 // self.turns):

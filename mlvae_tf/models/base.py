@@ -88,12 +88,12 @@ class GroupedModel(keras.Model):
 
         `jit_compile="auto"` (the default): `fit` and `evaluate` run the step under XLA, each
         execution's `steps_per_execution` (default 10) steps as one XLA program, wherever that is
-        faster (`_xla_pays`: on a CPU the "mlp" and "spatial" networks on observations of 784 values or
-        more, not the 8x8 digits, `conv64` nor "equivariant", benchmarks/README.md; every model on a GPU). The ragged
-        batches of `grouped_dataset` are converted to pairs padded to its largest batch, so that XLA compiles
-        once. Where XLA cannot apply (the mixture, SVI, several replicas, ragged batches of unknown
-        largest size, pairs of varying size), the steps run in graph mode, and the model says why
-        once, in one line (the `mlvae_tf` logger).
+        faster (`_xla_pays`: on a CPU the "mlp" and "spatial" networks on observations of 784 values
+        or more, not the 8x8 digits, `conv64` nor "equivariant", benchmarks/README.md; every model on
+        a GPU). The ragged batches of `grouped_dataset` are converted to pairs padded to its largest
+        batch, so that XLA compiles once. Where XLA cannot apply (the mixture, SVI, several
+        replicas, ragged batches of unknown largest size, pairs of varying size), the steps run in
+        graph mode, and the model says why once, in one line (the `mlvae_tf` logger).
 
         `jit_compile=True` takes batches as `(images, group_ids)` pairs of one size
         (`mlvae_tf.data.to_pairs(ds, pad_to=...)`) and refuses ragged batches, which XLA would
@@ -117,8 +117,7 @@ class GroupedModel(keras.Model):
         network, no (21 observations per second against 40); the "spatial" networks on the 32x32x3
         grouped shapes, yes (40 ms a step against 80-86); the "equivariant" ones there, no (101
         observations per second in the fused ten-step XLA program, 1,906 with one step per XLA call,
-        1,959 in graph mode). On a GPU
-        assumed for all (not measured yet: benchmarks/gpu.py)."""
+        1,959 in graph mode). On a GPU assumed for all (not measured yet: benchmarks/gpu.py)."""
         if self._xla_refusal():
             return False
         if tf.config.list_logical_devices("GPU"):
